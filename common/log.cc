@@ -71,7 +71,7 @@ void LogAt(LogLevel level, std::string_view message, std::initializer_list<LogFi
                     .count() % 1000000;
   std::tm utc;
   gmtime_r(&seconds, &utc);
-  std::string caller = absl::StrCat(BaseName(where.file_name()), ":", where.line());
+  std::string caller = std::string(BaseName(where.file_name())) + ":" + std::to_string(where.line());
   std::string line;
   if (g_format.load() == LogFormat::kJson) {
     nlohmann::ordered_json record;
@@ -87,8 +87,9 @@ void LogAt(LogLevel level, std::string_view message, std::initializer_list<LogFi
     line = absl::StrFormat("%c%02d%02d %02d:%02d:%02d.%06d %7d %s] %s",
                            kLevelLetters[static_cast<int>(level)], utc.tm_mon + 1, utc.tm_mday,
                            utc.tm_hour, utc.tm_min, utc.tm_sec, micros,
-                           static_cast<int>(syscall(SYS_gettid)), caller, Quote(message));
-    for (const LogField& field : fields) absl::StrAppend(&line, " ", field.key, "=", Quote(field.value));
+                           static_cast<int>(syscall(SYS_gettid)), caller,
+                           Quote(message));
+    for (const LogField& field : fields) line.append(" ").append(field.key).append("=").append(Quote(field.value));
   }
   line.push_back('\n');
   std::ostream* sink = g_sink.load();

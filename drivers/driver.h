@@ -78,12 +78,12 @@ class Driver {
   virtual DriverLimits limits() const = 0;
 
   // Creates active snapshot `id` on `parents`. AlreadyExists if a complete one exists.
-  virtual absl::Status Prepare(std::string_view id, const Chain& parents,
+  virtual absl::Status Prepare(const std::string& id, const Chain& parents,
                                const PrepareOptions& options) = 0;
 
   // Mounts that show active snapshot `id` writable on `parents` (which must be the chain it was
   // prepared on).
-  virtual absl::StatusOr<std::vector<sys::Mount>> Mounts(std::string_view id,
+  virtual absl::StatusOr<std::vector<sys::Mount>> Mounts(const std::string& id,
                                                          const Chain& parents) = 0;
 
   // Mounts that show `chain` read-only, with no active snapshot. Empty chain: InvalidArgument.
@@ -91,18 +91,18 @@ class Driver {
 
   // Where the content of active snapshot `id` can be written directly, and how whiteouts must be
   // written there. Unimplemented when the driver needs the caller to mount Mounts() instead.
-  virtual absl::StatusOr<ApplyTarget> DirectWriteTarget(std::string_view id) = 0;
+  virtual absl::StatusOr<ApplyTarget> DirectWriteTarget(const std::string& id) = 0;
 
   // Makes layer `layer_id` from active snapshot `id`: the layer's chain is `parents` and its
   // content is what `id` holds over them.
-  virtual absl::Status Commit(std::string_view layer_id, std::string_view id,
+  virtual absl::Status Commit(const std::string& layer_id, const std::string& id,
                               const Chain& parents, CommitMode mode) = 0;
 
   // Removes a layer or an active snapshot (the caller unmounts first). Missing id: OK.
-  virtual absl::Status Remove(std::string_view id) = 0;
+  virtual absl::Status Remove(const std::string& id) = 0;
 
   // Space used by the layer or active snapshot `id` alone.
-  virtual absl::StatusOr<Usage> GetUsage(std::string_view id) = 0;
+  virtual absl::StatusOr<Usage> GetUsage(const std::string& id) = 0;
 
   // Every id the driver holds content for, complete or not; recovery removes the ones the
   // metadata does not know.
@@ -113,6 +113,6 @@ class Driver {
 };
 
 // True when `id` is a valid driver id (1-32 chars of [a-z0-9]).
-bool IsValidDriverId(std::string_view id);
+bool IsValidDriverId(const std::string& id);
 
 }  // namespace strata::drivers
