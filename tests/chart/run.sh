@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Chart tests (ctest label `chart`), one sub-command per ctest test:
+#
+#   run.sh fetch    CACHE                    fetch helm + kubernetes-models (tools/fetch-helm.sh)
+#   run.sh lint     CACHE [VALUES]           helm lint --strict
+#   run.sh render   CACHE NAME [VALUES]      helm template + validate every object + chart facts
+#   run.sh schema   CACHE                    values.schema.json rejects each tests/chart/bad-values
+#   run.sh examples CACHE                    deploy/examples/*.yaml valid and refer to real objects
+#   run.sh flags    CACHE STRATA_CSI         every flag the chart passes to the plugin is accepted
+#                                            by the binary (rendered with every values file)
+#
+# A values file may carry `# expect-arg: CONTAINER:ARG` lines (the rendered DaemonSet must pass
+# exactly that argument to that container) and `# expect-kind: [!]KIND` lines (that kind must /
+# must not be rendered).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+chart="$repo/deploy/helm/strata"
+cmd="${1:?sub-command}"
+cache="${2:?cache dir}"
+helm="$cache/helm/helm"
+modules="$cache/node/node_modules"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# Helm keeps caches and config under $HOME; keep them out of the user's home and the repo.
+export HELM_CACHE_HOME="$work/helm-cache" HELM_CONFIG_HOME="$work/helm-config" HELM_DATA_HOME="$work/helm-data"
+
+need_tools() {
+  if [[ ! -x "$helm" || ! -d "$modules/kubernetes-models" ]]; then
+    "$repo/tools/fetch-helm.sh" "$cache"
+  fi
+}
+
+values_files() { ls "$here"/values/*.yaml; }
+
+render() {  # render OUT [VALUES]
+  local out="$1" values="${2:-}"
+  "$helm" template strata "$chart" --namespace strata-system ${values:+-f "$values"} >"$out"
+}
+
+case "$cmd" in
+  fetch)
+    "$repo/tools/fetch-helm.sh" "$cache"
+    "$helm" version --short
+    node -e 'process.exit(0)'
+    ;;
+
+  lint)
+    need_tools
+    values="${3:-}"
+    "$helm" lint --strict "$chart" ${values:+-f "$values"}
+    ;;
+
+  render)
+    need_tools
+    name="${3:?name}"
+    values="${4:-}"
+    out="$work/$name.yaml"
+    render "$out" "$values"
+    expect=()
+    if [[ -n "$values" ]]; then
+      while read -r spec; do
+        expect+=(--expect-arg "$spec")
+      done < <(sed -n 's/^# expect-arg: *//p' "$values")
+      while read -r kind; do
+        expect+=(--expect-kind "$kind")
+      done < <(sed -n 's/^# expect-kind: *//p' "$values")
+    fi
+    node "$here/validate.mjs" --modules "$modules" --chart-facts "${expect[@]}" "$out"
+    ;;
+
+  schema)
+    need_tools
+    # The defaults must pass, so each failure below is the bad value's doing.
+    render "$work/default.yaml"
+    failed=0
+    for bad in "$here"/bad-values/*.yaml; do
+      want="$(sed -n 's/^# expect: *//p' "$bad")"
+      if "$helm" template strata "$chart" -f "$bad" >"$work/out.yaml" 2>"$work/err.txt"; then
+        echo "FAIL $(basename "$bad"): rendered, but the schema should reject it"
+        failed=1
+      elif ! grep -q "values don't meet the specifications of the schema" "$work/err.txt" ||
+           ! grep -qF -- "$want" "$work/err.txt"; then
+        echo "FAIL $(basename "$bad"): rejected for another reason than '$want':"
+        cat "$work/err.txt"
+        failed=1
+      else
+        echo "ok   $(basename "$bad"): rejected ($want)"
+      fi
+    done
+    exit "$failed"
+    ;;
+
+  examples)
+    need_tools
+    render "$work/default.yaml"
+    node "$here/validate.mjs" --modules "$modules" --refs "$work/default.yaml" "$repo"/deploy/examples/*.yaml
+    ;;
+
+  flags)
+    need_tools
+    bin="${3:?strata-csi path}"
+    # absl: --help lists the main file's flags, --helpfull every flag; both exit non-zero.
+    { "$bin" --help 2>&1 || true; "$bin" --helpfull 2>&1 || true; } |
+      sed -n 's/^ *\(--[A-Za-z0-9_-]*\) .*/\1/p' | sort -u >"$work/accepted.txt"
+    if [[ ! -s "$work/accepted.txt" ]]; then
+      echo "FAIL: '$bin --help' listed no flags"
+      exit 1
+    fi
+    failed=0
+    checked=0
+    for values in "" $(values_files); do
+      render "$work/r.yaml" "$values"
+      while read -r flag; do
+        checked=$((checked + 1))
+        if ! grep -qxF -- "$flag" "$work/accepted.txt"; then
+          echo "FAIL ${values:-default values}: chart passes $flag, strata-csi does not accept it"
+          failed=1
+        fi
+      done < <(node "$here/validate.mjs" --modules "$modules" --print-plugin-flags "$work/r.yaml")
+    done
+    echo "$checked flag uses checked against $(wc -l <"$work/accepted.txt") accepted flags"
+    exit "$failed"
+    ;;
+
+  *)
+    echo "unknown sub-command $cmd" >&2
+    exit 2
+    ;;
+esac
