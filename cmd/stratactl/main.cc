@@ -1,0 +1,602 @@
+// stratactl: the operator's command line for one node's Strata store. It talks to strata-csi's
+// admin API (strata.admin.v1) over a unix socket and never opens the store itself.
+//
+//   stratactl [--admin-endpoint unix:///var/lib/strata/admin.sock] [-o table|json] COMMAND ...
+//
+// Flags may come before or after the command. Exit codes: 0 success, 1 the call failed,
+// 2 bad usage. docs/stratactl.md has the details.
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+#include "nlohmann/json.hpp"
+#include "strata/version.h"
+#include "strata_admin.grpc.pb.h"
+
+namespace {
+
+namespace pb = strata::admin::v1;
+using Json = nlohmann::ordered_json;
+
+constexpr char kDefaultEndpoint[] = "unix:///var/lib/strata/admin.sock";
+constexpr char kEndpointEnv[] = "STRATA_ADMIN_ENDPOINT";
+// Listings answer in milliseconds; an import of a large image may take minutes, so it has none.
+constexpr int kCallDeadlineSeconds = 60;
+
+constexpr char kUsage[] = R"(Usage: stratactl [FLAGS] COMMAND [ARGS]
+
+Inspect and manage the layers, images and volumes of the Strata CSI plugin on this node.
+
+Commands:
+  import PATH [--name REF]   import a docker-save archive or OCI layout found at PATH on this node
+  images                     list images
+  layers [--tree]            list layers; --tree draws how chains share layers
+  volumes                    list volumes
+  inspect ID...              full JSON record of a volume id, image name or layer id
+                             (sha256:<hex>, at least 12 hex digits)
+  rm IMAGE...                remove image references (layers stay until gc)
+  gc [--dry-run]             remove layers no image or volume uses
+  version                    client and server versions
+  help                       this text
+
+Flags (anywhere on the line):
+  --admin-endpoint ENDPOINT  admin API address (default $STRATA_ADMIN_ENDPOINT, else
+                             unix:///var/lib/strata/admin.sock)
+  -o, --output table|json    output format (default table)
+  -h, --help                 this text
+)";
+
+struct Options {
+  std::string endpoint;
+  std::string output = "table";
+  std::optional<std::string> name;
+  bool tree = false;
+  bool dry_run = false;
+  bool help = false;
+  std::vector<std::string> args;  // command first
+};
+
+// Thrown only inside this file, for bad command lines; main turns it into exit code 2.
+struct UsageError {
+  std::string message;
+};
+
+Options ParseArgs(int argc, char** argv) {
+  Options options;
+  const char* env = std::getenv(kEndpointEnv);
+  options.endpoint = (env != nullptr && *env != '\0') ? env : kDefaultEndpoint;
+  bool flags_done = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (flags_done || arg.size() < 2 || arg[0] != '-') {
+      options.args.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      flags_done = true;
+      continue;
+    }
+    std::string flag = arg;
+    std::optional<std::string> value;
+    if (size_t eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
+      flag = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    } else if (arg.rfind("-o", 0) == 0 && arg.size() > 2 && arg[1] != '-') {
+      flag = "-o";  // -ojson, -o=json
+      value = arg.substr(arg[2] == '=' ? 3 : 2);
+    }
+    auto take_value = [&]() -> std::string {
+      if (value) return *value;
+      if (i + 1 >= argc) throw UsageError{flag + " needs a value"};
+      return argv[++i];
+    };
+    auto no_value = [&]() {
+      if (value) throw UsageError{flag + " takes no value"};
+    };
+    if (flag == "--admin-endpoint") {
+      options.endpoint = take_value();
+    } else if (flag == "-o" || flag == "--output") {
+      options.output = take_value();
+      if (options.output != "table" && options.output != "json")
+        throw UsageError{"-o must be table or json, not \"" + options.output + "\""};
+    } else if (flag == "--name") {
+      options.name = take_value();
+    } else if (flag == "--tree") {
+      no_value();
+      options.tree = true;
+    } else if (flag == "--dry-run") {
+      no_value();
+      options.dry_run = true;
+    } else if (flag == "-h" || flag == "--help") {
+      no_value();
+      options.help = true;
+    } else {
+      throw UsageError{"unknown flag " + flag};
+    }
+  }
+  return options;
+}
+
+// ---- formatting -------------------------------------------------------------------------
+
+// Decimal units with one decimal, like `docker images`: 12.3 MB, 1.1 kB, 512 B.
+std::string HumanSize(int64_t bytes) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
+  if (bytes < 1000) return std::to_string(bytes) + " B";
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 999.95 && unit < 6) {
+    value /= 1000;
+    ++unit;
+  }
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.1f %s", value, kUnits[unit]);
+  return buffer;
+}
+
+// "sha256:<first 12 hex>"; anything else unchanged.
+std::string ShortId(const std::string& id) {
+  const std::string prefix = "sha256:";
+  if (id.rfind(prefix, 0) == 0 && id.size() > prefix.size() + 12)
+    return id.substr(0, prefix.size() + 12);
+  return id;
+}
+
+std::string Ago(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "";
+  int64_t seconds = static_cast<int64_t>(std::time(nullptr)) - unix_seconds;
+  if (seconds < 0) seconds = 0;
+  auto plural = [](int64_t n, const char* unit) {
+    return std::to_string(n) + " " + unit + (n == 1 ? "" : "s") + " ago";
+  };
+  if (seconds < 60) return plural(seconds, "second");
+  if (seconds < 3600) return plural(seconds / 60, "minute");
+  if (seconds < 86400) return plural(seconds / 3600, "hour");
+  return plural(seconds / 86400, "day");
+}
+
+std::string Join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? separator : "") + parts[i];
+  return out;
+}
+
+template <typename Repeated>
+std::vector<std::string> ToVector(const Repeated& repeated) {
+  return std::vector<std::string>(repeated.begin(), repeated.end());
+}
+
+// Left-aligned columns separated by three spaces, like kubectl and docker.
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths(header.size());
+  for (size_t c = 0; c < header.size(); ++c) widths[c] = header[c].size();
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size() && c < widths.size(); ++c)
+      widths[c] = std::max(widths[c], row[c].size());
+  auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(widths[c] - row[c].size() + 3, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::cout << line << "\n";
+  };
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+}
+
+void PrintJson(const Json& json) { std::cout << json.dump(2) << "\n"; }
+
+// ---- calls --------------------------------------------------------------------------------
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  int index = static_cast<int>(code);
+  return index >= 0 && index < 17 ? kNames[index] : "UNKNOWN";
+}
+
+// A failed call: printed by main as `stratactl: CODE: message`, plus a hint when known.
+struct CallError {
+  grpc::Status status;
+  std::string hint;
+};
+
+class Client {
+ public:
+  explicit Client(std::string endpoint)
+      : endpoint_(std::move(endpoint)),
+        channel_(grpc::CreateChannel(endpoint_, grpc::InsecureChannelCredentials())),
+        stub_(pb::Admin::NewStub(channel_)) {}
+
+  template <typename Request, typename Response>
+  Response Call(grpc::Status (pb::Admin::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                        Response*),
+                const Request& request, bool long_running = false) {
+    grpc::ClientContext context;
+    if (!long_running) {
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(kCallDeadlineSeconds));
+    }
+    Response response;
+    grpc::Status status = ((*stub_).*method)(&context, request, &response);
+    if (!status.ok()) throw CallError{status, Hint(status)};
+    return response;
+  }
+
+ private:
+  // Distinguishes "nobody is listening" from an UNAVAILABLE answer by the server itself.
+  std::string Hint(const grpc::Status& status) {
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return "";
+    grpc_connectivity_state state = channel_->GetState(false);
+    if (state == GRPC_CHANNEL_READY || state == GRPC_CHANNEL_IDLE) return "";
+    std::string where = endpoint_;
+    const std::string unix_scheme = "unix://";
+    std::string detail;
+    if (endpoint_.rfind(unix_scheme, 0) == 0) {
+      std::string path = endpoint_.substr(unix_scheme.size());
+      struct stat st;
+      if (stat(path.c_str(), &st) != 0) {
+        detail = " (" + path + " does not exist)";
+      } else if (!S_ISSOCK(st.st_mode)) {
+        detail = " (" + path + " is not a socket)";
+      } else {
+        detail = " (" + path + " exists but nothing accepts connections on it)";
+      }
+    }
+    return "cannot reach the Strata admin API at " + where + detail +
+           ". strata-csi must be running on this node; it serves the admin API on "
+           "<--root>/admin.sock (default /var/lib/strata/admin.sock). Point stratactl elsewhere "
+           "with --admin-endpoint or $" +
+           kEndpointEnv + ".";
+  }
+
+  std::string endpoint_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::Admin::Stub> stub_;
+};
+
+void ExpectArgs(const Options& options, size_t min, size_t max, const char* usage) {
+  size_t given = options.args.size() - 1;
+  if (given < min || given > max) throw UsageError{std::string("usage: stratactl ") + usage};
+}
+
+// ---- commands -----------------------------------------------------------------------------
+
+int Import(Client& client, const Options& options) {
+  ExpectArgs(options, 1, 1, "import PATH [--name REF]");
+  pb::ImportImageRequest request;
+  // The server resolves the path on the node; make a relative one mean what the user sees.
+  std::error_code error;
+  std::filesystem::path path = std::filesystem::absolute(options.args[1], error);
+  request.set_path(error ? options.args[1] : path.lexically_normal().string());
+  if (options.name) request.set_name(*options.name);
+  pb::ImportImageResponse response =
+      client.Call(&pb::Admin::Stub::ImportImage, request, /*long_running=*/true);
+  if (options.output == "json") {
+    PrintJson({{"names", ToVector(response.names())},
+               {"chain_id", response.chain_id()},
+               {"layers_total", response.layers_total()},
+               {"layers_new", response.layers_new()},
+               {"bytes_new", response.bytes_new()}});
+  } else {
+    std::cout << "Imported " << Join(ToVector(response.names()), ", ") << " ("
+              << ShortId(response.chain_id()) << "): " << response.layers_total() << " layers, "
+              << response.layers_new() << " new, " << HumanSize(response.bytes_new())
+              << " stored\n";
+  }
+  return 0;
+}
+
+int Images(Client& client, const Options& options) {
+  ExpectArgs(options, 0, 0, "images");
+  pb::ListImagesResponse response = client.Call(&pb::Admin::Stub::ListImages, {});
+  if (options.output == "json") {
+    Json images = Json::array();
+    for (const pb::Image& image : response.images()) {
+      images.push_back({{"name", image.name()},
+                        {"chain_id", image.chain_id()},
+                        {"layers", image.layers()},
+                        {"size_bytes", image.size_bytes()},
+                        {"created_unix", image.created_unix()}});
+    }
+    PrintJson(images);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const pb::Image& image : response.images()) {
+    rows.push_back({image.name(), ShortId(image.chain_id()), std::to_string(image.layers()),
+                    HumanSize(image.size_bytes()), Ago(image.created_unix())});
+  }
+  PrintTable({"IMAGE", "CHAIN ID", "LAYERS", "SIZE", "CREATED"}, rows);
+  return 0;
+}
+
+Json LayerJson(const pb::Layer& layer) {
+  return {{"chain_id", layer.chain_id()},
+          {"diff_id", layer.diff_id()},
+          {"parent_chain_id", layer.parent_chain_id()},
+          {"size_bytes", layer.size_bytes()},
+          {"created_unix", layer.created_unix()},
+          {"state", layer.state()},
+          {"references", layer.references()},
+          {"image_names", ToVector(layer.image_names())},
+          {"volume_ids", ToVector(layer.volume_ids())}};
+}
+
+// Draws the layer forest like `docker images --tree`. What sits directly on a layer is what its
+// own list has and none of its children's lists has: an image or volume on a child contains
+// this layer too.
+class LayerTree {
+ public:
+  explicit LayerTree(const pb::ListLayersResponse& response) {
+    for (const pb::Layer& layer : response.layers()) by_id_[layer.chain_id()] = &layer;
+    for (const pb::Layer& layer : response.layers()) {
+      if (layer.parent_chain_id().empty() || !by_id_.count(layer.parent_chain_id())) {
+        roots_.push_back(&layer);
+      } else {
+        children_[layer.parent_chain_id()].push_back(&layer);
+      }
+    }
+  }
+
+  void Print() const {
+    for (size_t i = 0; i < roots_.size(); ++i) PrintNode(*roots_[i], "", i + 1 == roots_.size());
+  }
+
+  Json ToJson() const {
+    Json roots = Json::array();
+    for (const pb::Layer* root : roots_) roots.push_back(NodeJson(*root));
+    return roots;
+  }
+
+ private:
+  std::vector<std::string> Own(const pb::Layer& layer,
+                               std::vector<std::string> (*field)(const pb::Layer&)) const {
+    std::set<std::string> below;
+    auto it = children_.find(layer.chain_id());
+    if (it != children_.end())
+      for (const pb::Layer* child : it->second)
+        for (const std::string& value : field(*child)) below.insert(value);
+    std::vector<std::string> own;
+    for (const std::string& value : field(layer))
+      if (!below.count(value)) own.push_back(value);
+    return own;
+  }
+  static std::vector<std::string> Images(const pb::Layer& l) { return ToVector(l.image_names()); }
+  static std::vector<std::string> Volumes(const pb::Layer& l) { return ToVector(l.volume_ids()); }
+
+  const std::vector<const pb::Layer*>& Children(const pb::Layer& layer) const {
+    static const std::vector<const pb::Layer*> kNone;
+    auto it = children_.find(layer.chain_id());
+    return it == children_.end() ? kNone : it->second;
+  }
+
+  void PrintNode(const pb::Layer& layer, const std::string& prefix, bool last) const {
+    std::string line = prefix + (last ? "└─" : "├─") + ShortId(layer.chain_id()) + " " +
+                       HumanSize(layer.size_bytes());
+    std::vector<std::string> images = Own(layer, &Images);
+    if (!images.empty()) line += "  " + Join(images, ", ");
+    size_t volumes = Own(layer, &Volumes).size();
+    if (volumes > 0)
+      line += "   (" + std::to_string(volumes) + (volumes == 1 ? " volume)" : " volumes)");
+    if (!layer.state().empty() && layer.state() != "ready") line += "   [" + layer.state() + "]";
+    std::cout << line << "\n";
+    const auto& children = Children(layer);
+    for (size_t i = 0; i < children.size(); ++i)
+      PrintNode(*children[i], prefix + (last ? "  " : "│ "), i + 1 == children.size());
+  }
+
+  Json NodeJson(const pb::Layer& layer) const {
+    Json children = Json::array();
+    for (const pb::Layer* child : Children(layer)) children.push_back(NodeJson(*child));
+    return {{"chain_id", layer.chain_id()},    {"size_bytes", layer.size_bytes()},
+            {"state", layer.state()},          {"images", Own(layer, &Images)},
+            {"volumes", Own(layer, &Volumes)}, {"children", std::move(children)}};
+  }
+
+  std::map<std::string, const pb::Layer*> by_id_;
+  std::map<std::string, std::vector<const pb::Layer*>> children_;
+  std::vector<const pb::Layer*> roots_;
+};
+
+int Layers(Client& client, const Options& options) {
+  ExpectArgs(options, 0, 0, "layers [--tree]");
+  pb::ListLayersResponse response = client.Call(&pb::Admin::Stub::ListLayers, {});
+  if (options.tree) {
+    LayerTree tree(response);
+    if (options.output == "json") {
+      PrintJson(tree.ToJson());
+    } else {
+      tree.Print();
+    }
+    return 0;
+  }
+  if (options.output == "json") {
+    Json layers = Json::array();
+    for (const pb::Layer& layer : response.layers()) layers.push_back(LayerJson(layer));
+    PrintJson(layers);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const pb::Layer& layer : response.layers()) {
+    rows.push_back(
+        {ShortId(layer.chain_id()), ShortId(layer.parent_chain_id()), HumanSize(layer.size_bytes()),
+         std::to_string(layer.references()), Join(ToVector(layer.image_names()), ","),
+         std::to_string(layer.volume_ids_size()), layer.state(), Ago(layer.created_unix())});
+  }
+  PrintTable({"CHAIN ID", "PARENT", "SIZE", "REFS", "IMAGES", "VOLUMES", "STATE", "CREATED"}, rows);
+  return 0;
+}
+
+int Volumes(Client& client, const Options& options) {
+  ExpectArgs(options, 0, 0, "volumes");
+  pb::ListVolumesResponse response = client.Call(&pb::Admin::Stub::ListVolumes, {});
+  if (options.output == "json") {
+    Json volumes = Json::array();
+    for (const pb::Volume& volume : response.volumes()) {
+      volumes.push_back({{"volume_id", volume.volume_id()},
+                         {"name", volume.name()},
+                         {"image", volume.image()},
+                         {"chain_id", volume.chain_id()},
+                         {"state", volume.state()},
+                         {"capacity_bytes", volume.capacity_bytes()},
+                         {"used_bytes", volume.used_bytes()},
+                         {"chain_depth", volume.chain_depth()},
+                         {"staging_path", volume.staging_path()},
+                         {"target_paths", ToVector(volume.target_paths())},
+                         {"ephemeral", volume.ephemeral()},
+                         {"created_unix", volume.created_unix()}});
+    }
+    PrintJson(volumes);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const pb::Volume& volume : response.volumes()) {
+    rows.push_back({volume.volume_id(), volume.name(),
+                    volume.image().empty() ? "<empty>" : volume.image(), volume.state(),
+                    std::to_string(volume.chain_depth()),
+                    volume.capacity_bytes() > 0 ? HumanSize(volume.capacity_bytes()) : "-",
+                    volume.used_bytes() > 0 ? HumanSize(volume.used_bytes()) : "-",
+                    std::to_string(volume.target_paths_size()), volume.ephemeral() ? "yes" : "no"});
+  }
+  PrintTable({"VOLUME ID", "NAME", "IMAGE", "STATE", "DEPTH", "CAPACITY", "USED", "PUBLISHED",
+              "EPHEMERAL"},
+             rows);
+  return 0;
+}
+
+int Inspect(Client& client, const Options& options) {
+  ExpectArgs(options, 1, SIZE_MAX, "inspect ID...");
+  Json documents = Json::array();
+  for (size_t i = 1; i < options.args.size(); ++i) {
+    pb::InspectRequest request;
+    request.set_id(options.args[i]);
+    pb::InspectResponse response = client.Call(&pb::Admin::Stub::Inspect, request);
+    Json document = Json::parse(response.json(), nullptr, /*allow_exceptions=*/false);
+    documents.push_back(document.is_discarded() ? Json(response.json()) : document);
+  }
+  // Always JSON: an inspect record is a document, not a table.
+  PrintJson(documents.size() == 1 ? documents[0] : documents);
+  return 0;
+}
+
+int Remove(Client& client, const Options& options) {
+  ExpectArgs(options, 1, SIZE_MAX, "rm IMAGE...");
+  Json removed = Json::array();
+  for (size_t i = 1; i < options.args.size(); ++i) {
+    pb::RemoveImageRequest request;
+    request.set_name(options.args[i]);
+    client.Call(&pb::Admin::Stub::RemoveImage, request);
+    removed.push_back(options.args[i]);
+    if (options.output != "json") std::cout << "Removed " << options.args[i] << "\n";
+  }
+  if (options.output == "json") {
+    PrintJson({{"removed", removed}});
+  } else {
+    std::cout << "Layers stay until `stratactl gc` finds them unused.\n";
+  }
+  return 0;
+}
+
+int Gc(Client& client, const Options& options) {
+  ExpectArgs(options, 0, 0, "gc [--dry-run]");
+  pb::GarbageCollectRequest request;
+  request.set_dry_run(options.dry_run);
+  pb::GarbageCollectResponse response = client.Call(&pb::Admin::Stub::GarbageCollect, request);
+  if (options.output == "json") {
+    PrintJson({{"dry_run", options.dry_run},
+               {"removed_chain_ids", ToVector(response.removed_chain_ids())},
+               {"bytes_freed", response.bytes_freed()}});
+    return 0;
+  }
+  for (const std::string& id : response.removed_chain_ids())
+    std::cout << (options.dry_run ? "Would remove " : "Removed ") << ShortId(id) << "\n";
+  std::cout << (options.dry_run ? "Would free " : "Freed ") << HumanSize(response.bytes_freed())
+            << " in " << response.removed_chain_ids_size() << " layers\n";
+  return 0;
+}
+
+int Version(Client& client, const Options& options) {
+  ExpectArgs(options, 0, 0, "version");
+  if (options.output != "json") std::cout << "Client: " << strata::kVersion << "\n";
+  pb::VersionResponse response = client.Call(&pb::Admin::Stub::Version, {});
+  if (options.output == "json") {
+    PrintJson({{"client", strata::kVersion}, {"server", response.version()}});
+  } else {
+    std::cout << "Server: " << response.version() << "\n";
+  }
+  return 0;
+}
+
+int Run(const Options& options) {
+  if (options.help || options.args.empty() || options.args[0] == "help") {
+    if (options.args.empty() && !options.help) {
+      std::cerr << kUsage;
+      return 2;
+    }
+    std::cout << kUsage;
+    return 0;
+  }
+  const std::string& command = options.args[0];
+  using Handler = int (*)(Client&, const Options&);
+  static const std::map<std::string, Handler> kCommands = {
+      {"import", Import},   {"images", Images}, {"layers", Layers}, {"volumes", Volumes},
+      {"inspect", Inspect}, {"rm", Remove},     {"gc", Gc},         {"version", Version}};
+  auto it = kCommands.find(command);
+  if (it == kCommands.end()) throw UsageError{"unknown command \"" + command + "\""};
+  if (options.name && command != "import") throw UsageError{"--name is a flag of import"};
+  if (options.tree && command != "layers") throw UsageError{"--tree is a flag of layers"};
+  if (options.dry_run && command != "gc") throw UsageError{"--dry-run is a flag of gc"};
+  Client client(options.endpoint);
+  return it->second(client, options);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(ParseArgs(argc, argv));
+  } catch (const UsageError& error) {
+    std::cerr << "stratactl: " << error.message << " (see `stratactl help`)\n";
+    return 2;
+  } catch (const CallError& error) {
+    std::cerr << "stratactl: " << CodeName(error.status.error_code()) << ": "
+              << error.status.error_message() << "\n";
+    if (!error.hint.empty()) std::cerr << "hint: " << error.hint << "\n";
+    return 1;
+  }
+}

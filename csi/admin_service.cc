@@ -1,0 +1,460 @@
+#include "csi/admin_service.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "csi/status_mapping.h"
+#include "nlohmann/json.hpp"
+#include "node/paths.h"
+#include "strata/version.h"
+
+namespace strata::csi {
+namespace {
+
+namespace pb = strata::admin::v1;
+using node::ImageRecord;
+using node::LayerRecord;
+using node::VolumeRecord;
+using Json = nlohmann::ordered_json;
+
+// Shortest layer-id prefix Inspect accepts: 12 hex digits, as `stratactl layers` prints them.
+constexpr size_t kMinPrefixHex = 12;
+constexpr char kDigestPrefix[] = "sha256:";
+
+// Times one admin call and logs it as one line when it ends.
+class CallLog {
+ public:
+  CallLog(const char* method, std::string subject)
+      : method_(method), subject_(std::move(subject)), start_(std::chrono::steady_clock::now()) {}
+
+  grpc::Status Finish(const absl::Status& status) {
+    std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start_;
+    grpc::Status result = ToGrpcStatus(status);
+    std::string millis = absl::StrCat(static_cast<int64_t>(elapsed.count() * 1000) / 1000.0);
+    const char* code = GrpcCodeName(result.error_code());
+    if (status.ok()) {
+      LogInfo("admin call",
+              {{"method", method_}, {"subject", subject_}, {"code", code}, {"ms", millis}});
+    } else if (absl::IsInternal(status) || absl::IsUnknown(status) || absl::IsDataLoss(status)) {
+      LogError("admin call failed", {{"method", method_},
+                                     {"subject", subject_},
+                                     {"code", code},
+                                     {"ms", millis},
+                                     {"error", std::string(status.message())}});
+    } else {
+      LogInfo("admin call", {{"method", method_},
+                             {"subject", subject_},
+                             {"code", code},
+                             {"ms", millis},
+                             {"error", std::string(status.message())}});
+    }
+    return result;
+  }
+
+ private:
+  const char* method_;
+  std::string subject_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+std::string Rfc3339(int64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm;
+  if (gmtime_r(&t, &tm) == nullptr) return "";
+  char buffer[32];
+  size_t n = strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(buffer, n);
+}
+
+// One consistent read of every table the admin views join, so a listing never mixes states.
+struct StoreView {
+  std::vector<LayerRecord> layers;            // ordered by depth, then chain id
+  std::map<std::string, size_t> layer_index;  // chain id -> position in `layers`
+  std::map<std::string, int> references;      // chain id -> Metadata::LayerReferences
+  std::vector<ImageRecord> images;
+  std::vector<VolumeRecord> volumes;  // every volume, whatever its state: all hold their chain
+
+  const LayerRecord* Layer(const std::string& chain_id) const {
+    auto it = layer_index.find(chain_id);
+    return it == layer_index.end() ? nullptr : &layers[it->second];
+  }
+
+  // The chain from `chain_id` down to its base, top first. Stops at a missing link (which the
+  // metadata's foreign keys should make impossible) and at a cycle instead of looping.
+  std::vector<const LayerRecord*> Chain(const std::string& chain_id) const {
+    std::vector<const LayerRecord*> chain;
+    std::string next = chain_id;
+    while (!next.empty() && chain.size() <= layers.size()) {
+      const LayerRecord* layer = Layer(next);
+      if (layer == nullptr) break;
+      chain.push_back(layer);
+      next = layer->parent_chain_id;
+    }
+    return chain;
+  }
+
+  bool ChainContains(const std::string& top, const std::string& chain_id) const {
+    for (const LayerRecord* layer : Chain(top))
+      if (layer->chain_id == chain_id) return true;
+    return false;
+  }
+};
+
+absl::StatusOr<StoreView> ReadStore(node::Metadata* metadata) {
+  StoreView view;
+  RETURN_IF_ERROR(metadata->InTransaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(view.layers, metadata->ListLayers());
+    ASSIGN_OR_RETURN(view.images, metadata->ListImages());
+    ASSIGN_OR_RETURN(view.volumes, metadata->ListVolumes());
+    for (size_t i = 0; i < view.layers.size(); ++i) {
+      view.layer_index[view.layers[i].chain_id] = i;
+      ASSIGN_OR_RETURN(view.references[view.layers[i].chain_id],
+                       metadata->LayerReferences(view.layers[i].chain_id));
+    }
+    return absl::OkStatus();
+  }));
+  return view;
+}
+
+int64_t ChainBytes(const std::vector<const LayerRecord*>& chain) {
+  int64_t bytes = 0;
+  for (const LayerRecord* layer : chain) bytes += layer->size_bytes;
+  return bytes;
+}
+
+bool IsLowerHex(const std::string& text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+}
+
+// Input checks shared by the calls that take a name or an id: present, printable, bounded.
+absl::Status ValidateToken(const std::string& value, const std::string& field) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
+  if (value.size() > 512)
+    return absl::InvalidArgumentError(absl::StrCat(field, " is longer than 512 characters"));
+  for (unsigned char c : value) {
+    if (c < 0x20 || c == 0x7f)
+      return absl::InvalidArgumentError(absl::StrCat(field, " contains a control character"));
+  }
+  return absl::OkStatus();
+}
+
+Json LayerSummaryJson(const LayerRecord& layer) {
+  return Json{
+      {"chain_id", layer.chain_id}, {"diff_id", layer.diff_id}, {"size_bytes", layer.size_bytes}};
+}
+
+// Base layer first, the order of an image config's rootfs.diff_ids.
+Json ChainJson(const std::vector<const LayerRecord*>& chain) {
+  Json layers = Json::array();
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) layers.push_back(LayerSummaryJson(**it));
+  return layers;
+}
+
+}  // namespace
+
+AdminService::AdminService(node::LayerStore* layers, node::VolumeManager* volumes,
+                           node::Metadata* metadata, node::VolumeLocks* locks)
+    : layers_(layers), volumes_(volumes), metadata_(metadata), locks_(locks) {}
+
+grpc::Status AdminService::ImportImage(grpc::ServerContext*, const pb::ImportImageRequest* request,
+                                       pb::ImportImageResponse* response) {
+  CallLog log("ImportImage", request->path());
+  absl::Status status = [&]() -> absl::Status {
+    if (request->path().empty())
+      return absl::InvalidArgumentError("path is required: an image archive or layout on the node");
+    RETURN_IF_ERROR(node::ValidateRequestPath(request->path(), "path"));
+    if (!request->name().empty()) RETURN_IF_ERROR(ValidateToken(request->name(), "name"));
+    ASSIGN_OR_RETURN(node::ImportResult result, layers_->Import(request->path(), request->name()));
+    for (const std::string& name : result.names) response->add_names(name);
+    response->set_chain_id(result.chain_id);
+    response->set_layers_total(result.layers_total);
+    response->set_layers_new(result.layers_new);
+    response->set_bytes_new(result.bytes_new);
+    return absl::OkStatus();
+  }();
+  return log.Finish(status);
+}
+
+grpc::Status AdminService::ListImages(grpc::ServerContext*, const pb::ListImagesRequest*,
+                                      pb::ListImagesResponse* response) {
+  CallLog log("ListImages", "");
+  return log.Finish(DoListImages(response));
+}
+
+absl::Status AdminService::DoListImages(pb::ListImagesResponse* response) {
+  ASSIGN_OR_RETURN(StoreView view, ReadStore(metadata_));
+  for (const ImageRecord& record : view.images) {
+    std::vector<const LayerRecord*> chain = view.Chain(record.chain_id);
+    pb::Image* image = response->add_images();
+    image->set_name(record.name);
+    image->set_chain_id(record.chain_id);
+    image->set_layers(static_cast<int32_t>(chain.size()));
+    image->set_size_bytes(ChainBytes(chain));
+    image->set_created_unix(record.created_unix);
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status AdminService::ListLayers(grpc::ServerContext*, const pb::ListLayersRequest*,
+                                      pb::ListLayersResponse* response) {
+  CallLog log("ListLayers", "");
+  return log.Finish(DoListLayers(response));
+}
+
+absl::Status AdminService::DoListLayers(pb::ListLayersResponse* response) {
+  ASSIGN_OR_RETURN(StoreView view, ReadStore(metadata_));
+  // Which images and volumes stand on each layer: walk each of their chains once.
+  std::map<std::string, std::vector<std::string>> image_names, volume_ids;
+  for (const ImageRecord& image : view.images)
+    for (const LayerRecord* layer : view.Chain(image.chain_id))
+      image_names[layer->chain_id].push_back(image.name);
+  for (const VolumeRecord& volume : view.volumes)
+    for (const LayerRecord* layer : view.Chain(volume.chain_id))
+      volume_ids[layer->chain_id].push_back(volume.id);
+  for (const LayerRecord& record : view.layers) {
+    pb::Layer* layer = response->add_layers();
+    layer->set_chain_id(record.chain_id);
+    layer->set_diff_id(record.diff_id);
+    layer->set_parent_chain_id(record.parent_chain_id);
+    layer->set_size_bytes(record.size_bytes);
+    layer->set_created_unix(record.created_unix);
+    layer->set_references(view.references[record.chain_id]);
+    for (const std::string& name : image_names[record.chain_id]) layer->add_image_names(name);
+    for (const std::string& id : volume_ids[record.chain_id]) layer->add_volume_ids(id);
+    layer->set_state(record.state);
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status AdminService::ListVolumes(grpc::ServerContext*, const pb::ListVolumesRequest*,
+                                       pb::ListVolumesResponse* response) {
+  CallLog log("ListVolumes", "");
+  return log.Finish(DoListVolumes(response));
+}
+
+absl::Status AdminService::DoListVolumes(pb::ListVolumesResponse* response) {
+  ASSIGN_OR_RETURN(std::vector<VolumeRecord> records, volumes_->List());
+  ASSIGN_OR_RETURN(StoreView view, ReadStore(metadata_));
+  for (const VolumeRecord& record : records) {
+    pb::Volume* volume = response->add_volumes();
+    volume->set_volume_id(record.id);
+    volume->set_name(record.name);
+    volume->set_image(record.image);
+    volume->set_state(record.pending.empty() ? record.state
+                                             : absl::StrCat(record.state, "/", record.pending));
+    volume->set_capacity_bytes(record.capacity_bytes);
+    volume->set_chain_depth(static_cast<int32_t>(view.Chain(record.chain_id).size()));
+    volume->set_staging_path(record.staging_path);
+    volume->set_ephemeral(record.ephemeral);
+    volume->set_chain_id(record.chain_id);
+    volume->set_created_unix(record.created_unix);
+    ASSIGN_OR_RETURN(std::vector<node::PublicationRecord> publications,
+                     volumes_->Publications(record.id));
+    for (const node::PublicationRecord& publication : publications)
+      volume->add_target_paths(publication.target_path);
+    // Usage walks the writable layer, which a concurrent CSI call for this volume may be
+    // changing (drivers allow one call per id at a time): measure only while holding the
+    // volume's lock, and skip the measurement rather than wait when it is busy.
+    if (record.state != node::kVolumeStaged) continue;
+    absl::StatusOr<node::VolumeLocks::Lock> lock = locks_->TryAcquire(record.id, "admin usage");
+    if (!lock.ok()) continue;
+    absl::StatusOr<node::VolumeUsage> usage = volumes_->Usage(record.id, record.staging_path);
+    if (usage.ok()) {
+      volume->set_used_bytes(usage->used_bytes);
+    } else {
+      LogDebug("admin: no usage for volume",
+               {{"volume", record.id}, {"error", usage.status().ToString()}});
+    }
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status AdminService::Inspect(grpc::ServerContext*, const pb::InspectRequest* request,
+                                   pb::InspectResponse* response) {
+  CallLog log("Inspect", request->id());
+  std::string json;
+  absl::Status status = DoInspect(request->id(), &json);
+  if (status.ok()) response->set_json(std::move(json));
+  return log.Finish(status);
+}
+
+absl::Status AdminService::DoInspect(const std::string& id, std::string* out) {
+  RETURN_IF_ERROR(ValidateToken(id, "id"));
+  ASSIGN_OR_RETURN(StoreView view, ReadStore(metadata_));
+
+  // 1. A volume id.
+  for (const VolumeRecord& volume : view.volumes) {
+    if (volume.id != id) continue;
+    std::vector<const LayerRecord*> chain = view.Chain(volume.chain_id);
+    Json doc{{"kind", "volume"},
+             {"id", volume.id},
+             {"name", volume.name},
+             {"state", volume.state},
+             {"pending", volume.pending},
+             {"image", volume.image},
+             {"chain_id", volume.chain_id},
+             {"chain_depth", chain.size()},
+             {"capacity_bytes", volume.capacity_bytes},
+             {"ephemeral", volume.ephemeral},
+             {"staging_path", volume.staging_path},
+             {"created_unix", volume.created_unix},
+             {"created", Rfc3339(volume.created_unix)},
+             {"writable_layer_driver_id", volume.active_id},
+             {"request", volume.request_fingerprint}};
+    ASSIGN_OR_RETURN(std::vector<node::PublicationRecord> publications,
+                     metadata_->ListPublications(volume.id));
+    Json published = Json::array();
+    for (const node::PublicationRecord& publication : publications) {
+      published.push_back({{"target_path", publication.target_path},
+                           {"read_only", publication.read_only},
+                           {"state", publication.state}});
+    }
+    doc["publications"] = std::move(published);
+    doc["layers"] = ChainJson(chain);
+    doc["layers_bytes"] = ChainBytes(chain);
+    if (volume.state == node::kVolumeStaged) {
+      absl::StatusOr<node::VolumeLocks::Lock> lock = locks_->TryAcquire(volume.id, "admin usage");
+      if (lock.ok()) {
+        absl::StatusOr<node::VolumeUsage> usage = volumes_->Usage(volume.id, volume.staging_path);
+        if (usage.ok()) {
+          doc["usage"] = {{"used_bytes", usage->used_bytes},
+                          {"total_bytes", usage->total_bytes},
+                          {"available_bytes", usage->available_bytes},
+                          {"used_inodes", usage->used_inodes},
+                          {"abnormal", usage->abnormal},
+                          {"condition", usage->condition_message}};
+        } else {
+          doc["usage_error"] = usage.status().ToString();
+        }
+      } else {
+        doc["usage_error"] = "volume busy with another operation";
+      }
+    }
+    *out = doc.dump(2);
+    return absl::OkStatus();
+  }
+
+  // 2. An image name.
+  for (const ImageRecord& image : view.images) {
+    if (image.name != id) continue;
+    std::vector<const LayerRecord*> chain = view.Chain(image.chain_id);
+    Json doc{{"kind", "image"},
+             {"name", image.name},
+             {"chain_id", image.chain_id},
+             {"created_unix", image.created_unix},
+             {"created", Rfc3339(image.created_unix)},
+             {"size_bytes", ChainBytes(chain)},
+             {"layers", ChainJson(chain)}};
+    Json same = Json::array();
+    for (const ImageRecord& other : view.images)
+      if (other.chain_id == image.chain_id && other.name != image.name) same.push_back(other.name);
+    doc["same_chain_names"] = std::move(same);
+    Json volumes = Json::array();
+    for (const VolumeRecord& volume : view.volumes)
+      if (!image.chain_id.empty() && view.ChainContains(volume.chain_id, image.chain_id))
+        volumes.push_back(volume.id);
+    doc["volumes_on_chain"] = std::move(volumes);
+    Json config = Json::parse(image.config_json, nullptr, /*allow_exceptions=*/false);
+    doc["config"] = config.is_discarded() ? Json(image.config_json) : std::move(config);
+    *out = doc.dump(2);
+    return absl::OkStatus();
+  }
+
+  // 3. A layer ChainID, whole or a unique prefix.
+  std::string hex = id.rfind(kDigestPrefix, 0) == 0 ? id.substr(sizeof(kDigestPrefix) - 1) : id;
+  if (!IsLowerHex(hex)) {
+    return absl::NotFoundError(absl::StrCat("no volume, image or layer is called \"", id, "\""));
+  }
+  if (hex.size() < kMinPrefixHex) {
+    return absl::InvalidArgumentError(absl::StrCat("a layer id needs at least ", kMinPrefixHex,
+                                                   " hex digits (got \"", id, "\")"));
+  }
+  std::string prefix = absl::StrCat(kDigestPrefix, hex);
+  std::vector<const LayerRecord*> matches;
+  for (const LayerRecord& layer : view.layers)
+    if (layer.chain_id.rfind(prefix, 0) == 0) matches.push_back(&layer);
+  if (matches.empty()) {
+    return absl::NotFoundError(absl::StrCat("no volume, image or layer is called \"", id, "\""));
+  }
+  if (matches.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("layer id prefix \"", id, "\" matches ",
+                                                   matches.size(), " layers; give more digits"));
+  }
+  const LayerRecord& layer = *matches.front();
+  Json doc{{"kind", "layer"},
+           {"chain_id", layer.chain_id},
+           {"diff_id", layer.diff_id},
+           {"parent_chain_id", layer.parent_chain_id},
+           {"depth", layer.depth},
+           {"state", layer.state},
+           {"size_bytes", layer.size_bytes},
+           {"created_unix", layer.created_unix},
+           {"created", Rfc3339(layer.created_unix)},
+           {"driver_id", layer.driver_id},
+           {"references", view.references[layer.chain_id]}};
+  Json children = Json::array(), images = Json::array(), tops = Json::array(),
+       volumes = Json::array();
+  for (const LayerRecord& other : view.layers)
+    if (other.parent_chain_id == layer.chain_id) children.push_back(other.chain_id);
+  for (const ImageRecord& image : view.images) {
+    if (image.chain_id == layer.chain_id) tops.push_back(image.name);
+    if (view.ChainContains(image.chain_id, layer.chain_id)) images.push_back(image.name);
+  }
+  for (const VolumeRecord& volume : view.volumes)
+    if (view.ChainContains(volume.chain_id, layer.chain_id)) volumes.push_back(volume.id);
+  doc["children"] = std::move(children);
+  doc["images"] = std::move(images);
+  doc["top_of_images"] = std::move(tops);
+  doc["volumes"] = std::move(volumes);
+  std::vector<const LayerRecord*> chain = view.Chain(layer.chain_id);
+  doc["chain"] = ChainJson(chain);
+  doc["chain_bytes"] = ChainBytes(chain);
+  *out = doc.dump(2);
+  return absl::OkStatus();
+}
+
+grpc::Status AdminService::RemoveImage(grpc::ServerContext*, const pb::RemoveImageRequest* request,
+                                       pb::RemoveImageResponse*) {
+  CallLog log("RemoveImage", request->name());
+  absl::Status status = ValidateToken(request->name(), "name");
+  if (status.ok()) status = layers_->RemoveImage(request->name());
+  return log.Finish(status);
+}
+
+grpc::Status AdminService::GarbageCollect(grpc::ServerContext*,
+                                          const pb::GarbageCollectRequest* request,
+                                          pb::GarbageCollectResponse* response) {
+  CallLog log("GarbageCollect", request->dry_run() ? "dry-run" : "");
+  absl::StatusOr<node::GcResult> result = layers_->GarbageCollect(request->dry_run());
+  if (result.ok()) {
+    for (const std::string& id : result->removed_chain_ids) response->add_removed_chain_ids(id);
+    response->set_bytes_freed(result->bytes_freed);
+    LogInfo(request->dry_run() ? "gc dry run" : "gc done",
+            {{"layers", std::to_string(result->removed_chain_ids.size())},
+             {"bytes", std::to_string(result->bytes_freed)}});
+    if (!request->dry_run()) volumes_->RefreshGauges();
+  }
+  return log.Finish(result.status());
+}
+
+grpc::Status AdminService::Version(grpc::ServerContext*, const pb::VersionRequest*,
+                                   pb::VersionResponse* response) {
+  CallLog log("Version", "");
+  response->set_version(kVersion);
+  return log.Finish(absl::OkStatus());
+}
+
+}  // namespace strata::csi
