@@ -1,6 +1,5 @@
 #include "common/errno_status.h"
 
-
 namespace strata {
 
 absl::Status ErrnoStatus(int error_number, std::string_view what, std::string_view path) {

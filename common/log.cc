@@ -31,8 +31,8 @@ std::string_view BaseName(std::string_view path) {
 
 // Quotes a value the way klog's structured text does: Go-style double-quoted string.
 std::string Quote(std::string_view value) {
-  return nlohmann::json(std::string(value)).dump(-1, ' ', false,
-                                                 nlohmann::json::error_handler_t::replace);
+  return nlohmann::json(std::string(value))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -54,9 +54,12 @@ bool ParseLogLevel(std::string_view text, LogLevel* level) {
 }
 
 bool ParseLogFormat(std::string_view text, LogFormat* format) {
-  if (text == "text") *format = LogFormat::kText;
-  else if (text == "json") *format = LogFormat::kJson;
-  else return false;
+  if (text == "text")
+    *format = LogFormat::kText;
+  else if (text == "json")
+    *format = LogFormat::kJson;
+  else
+    return false;
   return true;
 }
 
@@ -67,11 +70,13 @@ void LogAt(LogLevel level, std::string_view message, std::initializer_list<LogFi
   if (!LogEnabled(level)) return;
   auto now = std::chrono::system_clock::now();
   std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  long micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
-                    .count() % 1000000;
+  long micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+      1000000;
   std::tm utc;
   gmtime_r(&seconds, &utc);
-  std::string caller = std::string(BaseName(where.file_name())) + ":" + std::to_string(where.line());
+  std::string caller =
+      std::string(BaseName(where.file_name())) + ":" + std::to_string(where.line());
   std::string line;
   if (g_format.load() == LogFormat::kJson) {
     nlohmann::ordered_json record;
@@ -87,9 +92,9 @@ void LogAt(LogLevel level, std::string_view message, std::initializer_list<LogFi
     line = absl::StrFormat("%c%02d%02d %02d:%02d:%02d.%06d %7d %s] %s",
                            kLevelLetters[static_cast<int>(level)], utc.tm_mon + 1, utc.tm_mday,
                            utc.tm_hour, utc.tm_min, utc.tm_sec, micros,
-                           static_cast<int>(syscall(SYS_gettid)), caller,
-                           Quote(message));
-    for (const LogField& field : fields) line.append(" ").append(field.key).append("=").append(Quote(field.value));
+                           static_cast<int>(syscall(SYS_gettid)), caller, Quote(message));
+    for (const LogField& field : fields)
+      line.append(" ").append(field.key).append("=").append(Quote(field.value));
   }
   line.push_back('\n');
   std::ostream* sink = g_sink.load();

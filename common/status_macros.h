@@ -8,10 +8,10 @@
 #define STRATA_CONCAT_(a, b) STRATA_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
-    ::absl::Status strata_status_ = (expr);                     \
-    if (!strata_status_.ok()) return strata_status_;            \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::absl::Status strata_status_ = (expr);          \
+    if (!strata_status_.ok()) return strata_status_; \
   } while (0)
 
 // `ASSIGN_OR_RETURN(auto x, F());` declares x from a StatusOr or returns its error.

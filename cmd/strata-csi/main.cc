@@ -1,0 +1,185 @@
+// strata-csi: the Strata CSI plugin. One process per node serves the CSI Identity, Controller
+// and Node services on a unix socket and owns the node's layer store.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "csi/admin_service.h"
+#include "csi/controller_service.h"
+#include "csi/identity_service.h"
+#include "csi/node_service.h"
+#include "csi/plugin_context.h"
+#include "csi/server.h"
+#include "drivers/registry.h"
+#include "metrics/metrics.h"
+#include "node/layer_store.h"
+#include "node/metadata.h"
+#include "node/paths.h"
+#include "node/volume_locks.h"
+#include "node/volume_manager.h"
+#include "prometheus/exposer.h"
+#include "strata/version.h"
+#include "sys/mounter.h"
+
+ABSL_FLAG(std::string, endpoint, "unix:///csi/csi.sock", "CSI endpoint (unix socket)");
+ABSL_FLAG(std::string, admin_endpoint, "",
+          "admin API endpoint for stratactl; default unix://<root>/admin.sock");
+ABSL_FLAG(std::string, node_id, "", "this node's id as Kubernetes knows it; default: hostname");
+ABSL_FLAG(std::string, root, "/var/lib/strata", "where Strata keeps layers, volumes and metadata");
+ABSL_FLAG(std::string, driver, "overlay", "storage driver: overlay, vfs, btrfs, devmapper, auto");
+ABSL_FLAG(std::string, driver_name, "strata.csi.dev", "CSI plugin name");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9810",
+          "host:port for Prometheus /metrics; empty disables");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, log_format, "text", "text (klog-like) or json");
+ABSL_FLAG(std::string, dm_thinpool, "", "devmapper: name of an existing thin pool");
+ABSL_FLAG(std::string, dm_base_size, "10GiB", "devmapper: size of the base thin device");
+ABSL_FLAG(std::string, dm_fs_type, "ext4", "devmapper: filesystem of the base device (ext4|xfs)");
+ABSL_FLAG(int, dm_min_free_space, 10,
+          "devmapper: refuse new volumes and snapshots below this percent of free pool space");
+ABSL_FLAG(int, shutdown_grace_seconds, 30, "how long SIGTERM waits for in-flight calls");
+
+namespace strata {
+namespace {
+
+std::string Hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "localhost";
+  return name;
+}
+
+absl::Status Run() {
+  std::string root = absl::GetFlag(FLAGS_root);
+  if (root.empty() || root[0] != '/') return absl::InvalidArgumentError("--root must be absolute");
+  std::string node_id = absl::GetFlag(FLAGS_node_id);
+  if (node_id.empty()) node_id = Hostname();
+  std::string admin_endpoint = absl::GetFlag(FLAGS_admin_endpoint);
+  if (admin_endpoint.empty()) admin_endpoint = absl::StrCat("unix://", root, "/admin.sock");
+
+  LogInfo("starting strata-csi", {{"version", kVersion},
+                                  {"driver", absl::GetFlag(FLAGS_driver)},
+                                  {"root", root},
+                                  {"node_id", node_id},
+                                  {"endpoint", absl::GetFlag(FLAGS_endpoint)}});
+  RETURN_IF_ERROR(node::MakeDirs(root, 0700));
+  ASSIGN_OR_RETURN(std::unique_ptr<node::Metadata> metadata,
+                   node::Metadata::Open(root + "/strata.db"));
+  ASSIGN_OR_RETURN(std::unique_ptr<drivers::Driver> driver,
+                   drivers::NewDriver(absl::GetFlag(FLAGS_driver), root));
+  std::unique_ptr<sys::Mounter> mounter = sys::NewLinuxMounter();
+  metrics::Metrics metrics;
+  metrics.SetBuildInfo(kVersion, driver->name());
+  node::LayerStore layers(metadata.get(), driver.get(), mounter.get(), root + "/tmp");
+  node::VolumeManager volumes(metadata.get(), &layers, driver.get(), mounter.get(), &metrics,
+                              node::VolumeManagerOptions{root, root + "/volumes"});
+  node::VolumeLocks locks;
+
+  csi::PluginContext context;
+  context.driver_name = absl::GetFlag(FLAGS_driver_name);
+  context.node_id = node_id;
+  context.volumes = &volumes;
+  context.layers = &layers;
+  context.driver = driver.get();
+  context.locks = &locks;
+  context.metrics = &metrics;
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (std::string address = absl::GetFlag(FLAGS_metrics_address); !address.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(address);
+    } catch (const std::exception& error) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", address, ": ", error.what()));
+    }
+    exposer->RegisterCollectable(metrics.registry());
+    LogInfo("serving metrics", {{"address", address}});
+  }
+
+  csi::IdentityService identity(&context);
+  csi::ControllerService controller(&context);
+  csi::NodeService node_service(&context);
+  csi::AdminService admin(&layers, &volumes, metadata.get(), &locks);
+  // Serve before recovering so that Probe can say "not ready" rather than nothing at all.
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<csi::Server> server,
+      csi::Server::Start(absl::GetFlag(FLAGS_endpoint), {&identity, &controller, &node_service},
+                         admin_endpoint, {&admin}));
+  absl::Status recovered = volumes.Recover();
+  if (!recovered.ok()) {
+    server->Shutdown(std::chrono::milliseconds(0));
+    return recovered;
+  }
+  context.ready = true;
+  LogInfo("ready");
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int received = 0;
+  sigwait(&signals, &received);
+  LogInfo("shutting down: no new calls, waiting for calls in flight",
+          {{"signal", strsignal(received)}});
+  context.ready = false;
+  server->Shutdown(std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  LogInfo("stopped");
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace strata
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread starts so only sigwait() in Run() receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return std::string("strata-csi ") + strata::kVersion + "\n"; };
+  usage.contains_help_flags = [](absl::string_view) { return true; };
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(
+      "strata-csi: the Strata CSI plugin (layered volumes for Kubernetes pods).\n"
+      "Usage: strata-csi --endpoint unix:///csi/csi.sock --node-id NODE --root /var/lib/strata");
+  // Kubernetes manifests spell flags with dashes (--node-id); absl names them with
+  // underscores. Accept both by rewriting the name part of each --flag.
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--", 2) != 0) continue;
+    for (char* c = argv[i] + 2; *c != '\0' && *c != '='; ++c)
+      if (*c == '-') *c = '_';
+  }
+  absl::ParseCommandLine(argc, argv);
+
+  strata::LogLevel level;
+  strata::LogFormat format;
+  if (!strata::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level) ||
+      !strata::ParseLogFormat(absl::GetFlag(FLAGS_log_format), &format)) {
+    std::cerr << "strata-csi: --log-level must be debug|info|warning|error and --log-format "
+                 "text|json\n";
+    return 2;
+  }
+  strata::ConfigureLogging(level, format);
+  absl::Status status = strata::Run();
+  if (!status.ok()) {
+    strata::LogError("strata-csi failed", {{"error", status.ToString()}});
+    return 1;
+  }
+  return 0;
+}

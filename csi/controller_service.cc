@@ -1,0 +1,220 @@
+#include "csi/controller_service.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "csi/capabilities.h"
+
+namespace strata::csi {
+
+using ::csi::v1::ControllerServiceCapability;
+
+namespace {
+
+constexpr char kImageParameter[] = "image";
+// Keys external-provisioner adds with --extra-create-metadata; accepted and not stored.
+constexpr char kProvisionerPrefix[] = "csi.storage.k8s.io/";
+
+absl::Status CheckCapabilities(
+    const google::protobuf::RepeatedPtrField<::csi::v1::VolumeCapability>& capabilities) {
+  if (capabilities.empty())
+    return absl::InvalidArgumentError("volume_capabilities must not be empty");
+  for (const auto& capability : capabilities) {
+    absl::Status status = CheckCapability(capability);
+    // CreateVolume has no "exceeds capabilities" code: an unsupported capability is a bad
+    // argument for it.
+    if (!status.ok()) return absl::InvalidArgumentError(status.message());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool ControllerService::IsThisNode(const ::csi::v1::Topology& topology) const {
+  auto it = topology.segments().find(kTopologyKey);
+  return it == topology.segments().end() || it->second == context_->node_id;
+}
+
+void ControllerService::FillVolume(const node::VolumeRecord& record,
+                                   ::csi::v1::Volume* volume) const {
+  volume->set_volume_id(record.id);
+  volume->set_capacity_bytes(record.capacity_bytes);
+  if (!record.image.empty()) (*volume->mutable_volume_context())[kImageParameter] = record.image;
+  (*volume->add_accessible_topology()->mutable_segments())[kTopologyKey] = context_->node_id;
+}
+
+grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
+                                             const ::csi::v1::CreateVolumeRequest* request,
+                                             ::csi::v1::CreateVolumeResponse* response) {
+  return context_->Call("CreateVolume", request->name(), [&]() -> absl::Status {
+    if (request->name().empty()) return absl::InvalidArgumentError("name is required");
+    if (request->name().size() > 128)
+      return absl::InvalidArgumentError("name is longer than 128 bytes");
+    RETURN_IF_ERROR(CheckCapabilities(request->volume_capabilities()));
+    std::string image;
+    std::vector<std::string> unknown;
+    for (const auto& [key, value] : request->parameters()) {
+      if (key == kImageParameter)
+        image = value;
+      else if (!absl::StartsWith(key, kProvisionerPrefix))
+        unknown.push_back(key);
+    }
+    if (!unknown.empty()) {
+      std::sort(unknown.begin(), unknown.end());
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown parameter(s) ", absl::StrJoin(unknown, ", "), "; Strata accepts: image"));
+    }
+    if (request->has_volume_content_source()) {
+      return absl::InvalidArgumentError(
+          "volume_content_source is not supported yet (snapshots and clones come with commits)");
+    }
+    int64_t required = request->capacity_range().required_bytes();
+    int64_t limit = request->capacity_range().limit_bytes();
+    if (required < 0 || limit < 0)
+      return absl::InvalidArgumentError("capacity_range bytes must not be negative");
+    if (limit > 0 && required > limit) {
+      return absl::OutOfRangeError(
+          absl::StrCat("required_bytes ", required, " exceeds limit_bytes ", limit));
+    }
+    if (request->has_accessibility_requirements() &&
+        !request->accessibility_requirements().requisite().empty()) {
+      bool reachable = false;
+      for (const auto& topology : request->accessibility_requirements().requisite())
+        reachable = reachable || IsThisNode(topology);
+      if (!reachable) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("this plugin creates volumes on node ", context_->node_id,
+                         ", which is not in the requisite topology"));
+      }
+    }
+    int64_t capacity = required > 0 ? required : limit;
+    ASSIGN_OR_RETURN(int64_t free_bytes, context_->driver->FreeBytes());
+    if (capacity > free_bytes && !context_->driver->limits().enforces_capacity) {
+      // Without enforcement the capacity is only recorded; refusing a volume larger than the
+      // whole free store still tells the scheduler the truth early.
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "requested ", capacity, " bytes but the store has ", free_bytes, " bytes free"));
+    }
+    node::CreateVolumeParams params;
+    params.name = request->name();
+    params.image = image;
+    params.capacity_bytes = capacity;
+    params.fingerprint =
+        absl::StrCat("image=", image, " required_bytes=", required, " limit_bytes=", limit);
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock lock,
+        context_->locks->TryAcquire("name/" + request->name(), "volume name " + request->name()));
+    ASSIGN_OR_RETURN(node::VolumeRecord record, context_->volumes->Create(params));
+    FillVolume(record, response->mutable_volume());
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
+                                             const ::csi::v1::DeleteVolumeRequest* request,
+                                             ::csi::v1::DeleteVolumeResponse*) {
+  return context_->Call("DeleteVolume", request->volume_id(), [&]() -> absl::Status {
+    if (request->volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock lock,
+        context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
+    return context_->volumes->Delete(request->volume_id());
+  });
+}
+
+grpc::Status ControllerService::ValidateVolumeCapabilities(
+    grpc::ServerContext*, const ::csi::v1::ValidateVolumeCapabilitiesRequest* request,
+    ::csi::v1::ValidateVolumeCapabilitiesResponse* response) {
+  return context_->Call("ValidateVolumeCapabilities", request->volume_id(), [&]() -> absl::Status {
+    if (request->volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
+    if (request->volume_capabilities().empty())
+      return absl::InvalidArgumentError("volume_capabilities must not be empty");
+    ASSIGN_OR_RETURN(node::VolumeRecord record, context_->volumes->Get(request->volume_id()));
+    for (const auto& capability : request->volume_capabilities()) {
+      absl::Status status = CheckCapability(capability);
+      if (absl::IsInvalidArgument(status)) return status;
+      if (!status.ok()) {
+        response->set_message(std::string(status.message()));
+        return absl::OkStatus();  // not confirmed: `confirmed` stays unset
+      }
+    }
+    for (const auto& [key, value] : request->parameters()) {
+      if (key != kImageParameter && !absl::StartsWith(key, kProvisionerPrefix)) {
+        response->set_message(absl::StrCat("unknown parameter ", key));
+        return absl::OkStatus();
+      }
+    }
+    auto* confirmed = response->mutable_confirmed();
+    *confirmed->mutable_volume_context() = request->volume_context();
+    *confirmed->mutable_volume_capabilities() = request->volume_capabilities();
+    *confirmed->mutable_parameters() = request->parameters();
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status ControllerService::ListVolumes(grpc::ServerContext*,
+                                            const ::csi::v1::ListVolumesRequest* request,
+                                            ::csi::v1::ListVolumesResponse* response) {
+  return context_->Call("ListVolumes", "", [&]() -> absl::Status {
+    if (request->max_entries() < 0)
+      return absl::InvalidArgumentError("max_entries must not be negative");
+    ASSIGN_OR_RETURN(std::vector<node::VolumeRecord> volumes, context_->volumes->List());
+    // The token is the id to resume from; ids are listed in order, so a volume created or
+    // deleted between pages neither repeats nor shifts the others.
+    auto first = volumes.begin();
+    if (!request->starting_token().empty()) {
+      first = std::find_if(volumes.begin(), volumes.end(), [&](const node::VolumeRecord& v) {
+        return v.id >= request->starting_token();
+      });
+      if (first == volumes.end() || first->id != request->starting_token()) {
+        return absl::AbortedError(absl::StrCat("starting_token ", request->starting_token(),
+                                               " does not name a volume; list again"));
+      }
+    }
+    int limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
+    auto it = first;
+    for (; it != volumes.end() && limit > 0; ++it, --limit)
+      FillVolume(*it, response->add_entries()->mutable_volume());
+    if (it != volumes.end()) response->set_next_token(it->id);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status ControllerService::GetCapacity(grpc::ServerContext*,
+                                            const ::csi::v1::GetCapacityRequest* request,
+                                            ::csi::v1::GetCapacityResponse* response) {
+  return context_->Call("GetCapacity", "", [&]() -> absl::Status {
+    for (const auto& capability : request->volume_capabilities()) {
+      if (!IsSupported(capability)) {
+        response->set_available_capacity(0);
+        return absl::OkStatus();
+      }
+    }
+    if (request->has_accessible_topology() && !IsThisNode(request->accessible_topology())) {
+      response->set_available_capacity(0);
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(int64_t free_bytes, context_->driver->FreeBytes());
+    response->set_available_capacity(free_bytes);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status ControllerService::ControllerGetCapabilities(
+    grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest*,
+    ::csi::v1::ControllerGetCapabilitiesResponse* response) {
+  return context_->Call("ControllerGetCapabilities", "", [&] {
+    for (auto type : {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME,
+                      ControllerServiceCapability::RPC::LIST_VOLUMES,
+                      ControllerServiceCapability::RPC::GET_CAPACITY}) {
+      response->add_capabilities()->mutable_rpc()->set_type(type);
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace strata::csi

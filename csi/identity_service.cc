@@ -1,0 +1,39 @@
+#include "csi/identity_service.h"
+
+#include "strata/version.h"
+
+namespace strata::csi {
+
+using ::csi::v1::PluginCapability;
+
+grpc::Status IdentityService::GetPluginInfo(grpc::ServerContext*,
+                                            const ::csi::v1::GetPluginInfoRequest*,
+                                            ::csi::v1::GetPluginInfoResponse* response) {
+  return context_->Call("GetPluginInfo", "", [&] {
+    response->set_name(context_->driver_name);
+    response->set_vendor_version(kVersion);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status IdentityService::GetPluginCapabilities(
+    grpc::ServerContext*, const ::csi::v1::GetPluginCapabilitiesRequest*,
+    ::csi::v1::GetPluginCapabilitiesResponse* response) {
+  return context_->Call("GetPluginCapabilities", "", [&] {
+    for (auto type : {PluginCapability::Service::CONTROLLER_SERVICE,
+                      PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS}) {
+      response->add_capabilities()->mutable_service()->set_type(type);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status IdentityService::Probe(grpc::ServerContext*, const ::csi::v1::ProbeRequest*,
+                                    ::csi::v1::ProbeResponse* response) {
+  return context_->Call("Probe", "", [&] {
+    response->mutable_ready()->set_value(context_->ready.load());
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace strata::csi

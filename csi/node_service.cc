@@ -1,0 +1,157 @@
+#include "csi/node_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "csi/capabilities.h"
+#include "node/paths.h"
+
+namespace strata::csi {
+
+using ::csi::v1::NodeServiceCapability;
+using ::csi::v1::VolumeUsage;
+
+namespace {
+
+constexpr char kEphemeralKey[] = "csi.storage.k8s.io/ephemeral";
+
+absl::Status RequireVolumeId(const std::string& volume_id) {
+  if (volume_id.empty()) return absl::InvalidArgumentError("volume_id is required");
+  return absl::OkStatus();
+}
+
+absl::Status RequireCapability(bool has_capability, const ::csi::v1::VolumeCapability& capability) {
+  if (!has_capability) return absl::InvalidArgumentError("volume_capability is required");
+  return CheckCapability(capability);
+}
+
+}  // namespace
+
+grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*,
+                                          const ::csi::v1::NodeStageVolumeRequest* request,
+                                          ::csi::v1::NodeStageVolumeResponse*) {
+  return context_->Call("NodeStageVolume", request->volume_id(), [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
+    RETURN_IF_ERROR(
+        node::ValidateRequestPath(request->staging_target_path(), "staging_target_path"));
+    RETURN_IF_ERROR(
+        RequireCapability(request->has_volume_capability(), request->volume_capability()));
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock lock,
+        context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
+    return context_->volumes->Stage(request->volume_id(), request->staging_target_path());
+  });
+}
+
+grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*,
+                                            const ::csi::v1::NodeUnstageVolumeRequest* request,
+                                            ::csi::v1::NodeUnstageVolumeResponse*) {
+  return context_->Call("NodeUnstageVolume", request->volume_id(), [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
+    RETURN_IF_ERROR(
+        node::ValidateRequestPath(request->staging_target_path(), "staging_target_path"));
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock lock,
+        context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
+    return context_->volumes->Unstage(request->volume_id(), request->staging_target_path());
+  });
+}
+
+grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
+                                            const ::csi::v1::NodePublishVolumeRequest* request,
+                                            ::csi::v1::NodePublishVolumeResponse*) {
+  return context_->Call("NodePublishVolume", request->volume_id(), [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
+    RETURN_IF_ERROR(node::ValidateRequestPath(request->target_path(), "target_path"));
+    RETURN_IF_ERROR(
+        RequireCapability(request->has_volume_capability(), request->volume_capability()));
+    bool read_only =
+        request->readonly() || request->volume_capability().access_mode().mode() ==
+                                   ::csi::v1::VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY;
+    for (const std::string& flag : request->volume_capability().mount().mount_flags())
+      read_only = read_only || flag == "ro";
+    const auto& context = request->volume_context();
+    auto ephemeral = context.find(kEphemeralKey);
+    bool is_ephemeral = ephemeral != context.end() && ephemeral->second == "true";
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock lock,
+        context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
+    if (is_ephemeral) {
+      auto image = context.find("image");
+      return context_->volumes->PublishEphemeral(request->volume_id(),
+                                                 image == context.end() ? "" : image->second,
+                                                 request->target_path(), read_only);
+    }
+    if (request->staging_target_path().empty()) {
+      return absl::FailedPreconditionError(
+          "staging_target_path is required: Strata stages volumes (STAGE_UNSTAGE_VOLUME)");
+    }
+    RETURN_IF_ERROR(
+        node::ValidateRequestPath(request->staging_target_path(), "staging_target_path"));
+    return context_->volumes->Publish(request->volume_id(), request->staging_target_path(),
+                                      request->target_path(), read_only);
+  });
+}
+
+grpc::Status NodeService::NodeUnpublishVolume(grpc::ServerContext*,
+                                              const ::csi::v1::NodeUnpublishVolumeRequest* request,
+                                              ::csi::v1::NodeUnpublishVolumeResponse*) {
+  return context_->Call("NodeUnpublishVolume", request->volume_id(), [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
+    RETURN_IF_ERROR(node::ValidateRequestPath(request->target_path(), "target_path"));
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock lock,
+        context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
+    return context_->volumes->Unpublish(request->volume_id(), request->target_path());
+  });
+}
+
+grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
+                                             const ::csi::v1::NodeGetVolumeStatsRequest* request,
+                                             ::csi::v1::NodeGetVolumeStatsResponse* response) {
+  return context_->Call("NodeGetVolumeStats", request->volume_id(), [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
+    RETURN_IF_ERROR(node::ValidateRequestPath(request->volume_path(), "volume_path"));
+    // Stats only read; they take no lock so a slow walk never makes a publish ABORT.
+    ASSIGN_OR_RETURN(node::VolumeUsage usage,
+                     context_->volumes->Usage(request->volume_id(), request->volume_path()));
+    VolumeUsage* bytes = response->add_usage();
+    bytes->set_unit(VolumeUsage::BYTES);
+    bytes->set_used(usage.used_bytes);
+    bytes->set_total(usage.total_bytes);
+    bytes->set_available(usage.available_bytes);
+    VolumeUsage* inodes = response->add_usage();
+    inodes->set_unit(VolumeUsage::INODES);
+    inodes->set_used(usage.used_inodes);
+    inodes->set_total(usage.total_inodes);
+    inodes->set_available(usage.available_inodes);
+    response->mutable_volume_condition()->set_abnormal(usage.abnormal);
+    response->mutable_volume_condition()->set_message(usage.condition_message);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
+                                              const ::csi::v1::NodeGetCapabilitiesRequest*,
+                                              ::csi::v1::NodeGetCapabilitiesResponse* response) {
+  return context_->Call("NodeGetCapabilities", "", [&] {
+    for (auto type : {NodeServiceCapability::RPC::STAGE_UNSTAGE_VOLUME,
+                      NodeServiceCapability::RPC::GET_VOLUME_STATS,
+                      NodeServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER,
+                      NodeServiceCapability::RPC::VOLUME_CONDITION}) {
+      response->add_capabilities()->mutable_rpc()->set_type(type);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status NodeService::NodeGetInfo(grpc::ServerContext*, const ::csi::v1::NodeGetInfoRequest*,
+                                      ::csi::v1::NodeGetInfoResponse* response) {
+  return context_->Call("NodeGetInfo", "", [&] {
+    response->set_node_id(context_->node_id);
+    (*response->mutable_accessible_topology()->mutable_segments())[kTopologyKey] =
+        context_->node_id;
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace strata::csi

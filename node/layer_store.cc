@@ -1,0 +1,277 @@
+#include "node/layer_store.h"
+
+#include <ctime>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "node/images/digest.h"
+#include "node/images/image_archive.h"
+#include "node/images/layer_tar.h"
+#include "node/paths.h"
+
+namespace strata::node {
+namespace {
+
+int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Image references are names an admin types; keep them printable and free of path tricks.
+absl::Status ValidateImageName(const std::string& name) {
+  if (name.empty() || name.size() > 255)
+    return absl::InvalidArgumentError("image name must be 1-255 characters");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == '/' || c == ':' || c == '@';
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat("image name has a bad character: ", name));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+LayerStore::LayerStore(Metadata* metadata, drivers::Driver* driver, sys::Mounter* mounter,
+                       std::string scratch_dir)
+    : metadata_(metadata),
+      driver_(driver),
+      mounter_(mounter),
+      scratch_dir_(std::move(scratch_dir)) {}
+
+absl::StatusOr<ImportResult> LayerStore::Import(const std::string& path, const std::string& name) {
+  if (!name.empty()) RETURN_IF_ERROR(ValidateImageName(name));
+  std::lock_guard<std::mutex> lock(import_mutex_);
+  RETURN_IF_ERROR(MakeDirs(scratch_dir_, 0700));
+  std::string scratch = absl::StrCat(scratch_dir_, "/import-", RandomHex(8));
+  RETURN_IF_ERROR(MakeDirs(scratch, 0700));
+  struct ScratchCleanup {
+    std::string dir;
+    ~ScratchCleanup() { (void)RemoveTree(dir); }
+  } cleanup{scratch};
+
+  ImportResult result;
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<images::ImageArchive> archive,
+                     images::ImageArchive::Open(path, scratch + "/archive"));
+    const auto& found = archive->images();
+    if (found.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no image"));
+    if (!name.empty() && found.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, " holds ", found.size(), " images; import it without a name to keep their own"));
+    }
+    for (const images::Image& image : found) {
+      std::vector<std::string> diff_ids;
+      for (const images::LayerBlob& blob : image.layers) diff_ids.push_back(blob.diff_id);
+      std::vector<std::string> chain_ids = images::ChainIds(diff_ids);
+      std::string parent;
+      for (size_t i = 0; i < image.layers.size(); ++i) {
+        int64_t bytes = 0;
+        ASSIGN_OR_RETURN(bool created, ImportLayer(image.layers[i].path, diff_ids[i], parent,
+                                                   chain_ids[i], static_cast<int>(i) + 1, &bytes));
+        ++result.layers_total;
+        if (created) {
+          ++result.layers_new;
+          result.bytes_new += bytes;
+        }
+        parent = chain_ids[i];
+      }
+      std::vector<std::string> references =
+          name.empty() ? image.references : std::vector<std::string>{name};
+      if (references.empty()) references.push_back(image.config_digest);
+      for (const std::string& reference : references) {
+        RETURN_IF_ERROR(ValidateImageName(reference));
+        RETURN_IF_ERROR(
+            metadata_->PutImage(ImageRecord{reference, parent, image.config_json, NowUnix()}));
+        result.names.push_back(reference);
+      }
+      result.chain_id = parent;
+      LogInfo("image imported", {{"path", path},
+                                 {"names", absl::StrJoin(references, ",")},
+                                 {"chain_id", parent},
+                                 {"layers", std::to_string(image.layers.size())}});
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
+                                             const std::string& diff_id,
+                                             const std::string& parent_chain_id,
+                                             const std::string& chain_id, int depth,
+                                             int64_t* bytes) {
+  ASSIGN_OR_RETURN(std::optional<LayerRecord> existing, metadata_->GetLayer(chain_id));
+  if (existing && existing->state == "ready") return false;
+  drivers::Chain parents;
+  if (!parent_chain_id.empty()) {
+    ASSIGN_OR_RETURN(parents, DriverChain(parent_chain_id));
+  }
+  if (static_cast<int>(parents.size()) + 1 > driver_->limits().max_chain_depth) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("image has ", depth, " layers; the ", std::string(driver_->name()),
+                     " driver mounts at most ", driver_->limits().max_chain_depth));
+  }
+  // Intent first: a crash from here on leaves a "creating" row that recovery cleans up.
+  LayerRecord layer;
+  if (existing) {
+    layer = *existing;  // an earlier attempt died half-way: start its content again
+    RETURN_IF_ERROR(driver_->Remove(layer.driver_id));
+  } else {
+    ASSIGN_OR_RETURN(std::string driver_id, metadata_->NewDriverId());
+    layer =
+        LayerRecord{chain_id, diff_id, parent_chain_id, driver_id, 0, NowUnix(), "creating", depth};
+    RETURN_IF_ERROR(metadata_->PutLayer(layer));
+  }
+  // The content is written into an active snapshot that Commit turns into the layer.
+  ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
+  absl::Status status = driver_->Prepare(active_id, parents, drivers::PrepareOptions{});
+  if (status.ok()) status = WriteLayerContent(active_id, parents, blob_path, diff_id);
+  if (status.ok()) {
+    status = driver_->Commit(layer.driver_id, active_id, parents, drivers::CommitMode::kConsume);
+  }
+  if (!status.ok()) {
+    (void)driver_->Remove(active_id);
+    (void)driver_->Remove(layer.driver_id);
+    (void)metadata_->DeleteLayer(chain_id);
+    return status;
+  }
+  (void)driver_->Remove(active_id);  // kConsume leaves nothing, but a driver may keep a stub
+  ASSIGN_OR_RETURN(drivers::Usage usage, driver_->GetUsage(layer.driver_id));
+  layer.size_bytes = usage.bytes;
+  layer.state = "ready";
+  RETURN_IF_ERROR(metadata_->PutLayer(layer));
+  *bytes = usage.bytes;
+  LogInfo("layer stored", {{"chain_id", chain_id},
+                           {"diff_id", diff_id},
+                           {"driver_id", layer.driver_id},
+                           {"bytes", std::to_string(usage.bytes)}});
+  return true;
+}
+
+absl::Status LayerStore::WriteLayerContent(const std::string& active_id,
+                                           const drivers::Chain& parents,
+                                           const std::string& blob_path,
+                                           const std::string& diff_id) {
+  absl::StatusOr<drivers::ApplyTarget> target = driver_->DirectWriteTarget(active_id);
+  if (target.ok()) {
+    return images::ExtractLayer(blob_path, target->directory, target->whiteouts, diff_id).status();
+  }
+  if (!absl::IsUnimplemented(target.status())) return target.status();
+  // The driver's content is only reachable mounted (devmapper): mount, apply, unmount.
+  ASSIGN_OR_RETURN(std::vector<sys::Mount> mounts, driver_->Mounts(active_id, parents));
+  if (mounts.size() != 1)
+    return absl::InternalError("driver returned several mounts for one writable layer");
+  std::string mount_point = absl::StrCat(scratch_dir_, "/apply-", active_id);
+  RETURN_IF_ERROR(MakeDirs(mount_point, 0700));
+  RETURN_IF_ERROR(mounter_->MountAt(mounts[0], mount_point));
+  absl::Status status =
+      images::ExtractLayer(blob_path, mount_point, drivers::WhiteoutStyle::kApply, diff_id)
+          .status();
+  absl::Status unmounted = mounter_->Unmount(mount_point);
+  (void)RemoveTree(mount_point);
+  return status.ok() ? unmounted : status;
+}
+
+absl::StatusOr<ImageRecord> LayerStore::ResolveImage(const std::string& name) {
+  ASSIGN_OR_RETURN(std::optional<ImageRecord> image, metadata_->GetImage(name));
+  if (!image) {
+    return absl::NotFoundError(absl::StrCat(
+        "image \"", name, "\" is not in this node's store; import it with `stratactl import`"));
+  }
+  return *image;
+}
+
+absl::StatusOr<drivers::Chain> LayerStore::DriverChain(const std::string& chain_id) {
+  drivers::Chain chain;
+  if (chain_id.empty()) return chain;
+  ASSIGN_OR_RETURN(std::vector<LayerRecord> layers, metadata_->ChainOf(chain_id));
+  for (const LayerRecord& layer : layers) {
+    if (layer.state != "ready")
+      return absl::UnavailableError(absl::StrCat("layer ", layer.chain_id, " is being imported"));
+    chain.push_back(layer.driver_id);
+  }
+  return chain;
+}
+
+absl::Status LayerStore::RemoveImage(const std::string& name) {
+  ASSIGN_OR_RETURN(std::optional<ImageRecord> image, metadata_->GetImage(name));
+  if (!image) return absl::NotFoundError(absl::StrCat("image \"", name, "\" not found"));
+  return metadata_->DeleteImage(name);
+}
+
+absl::StatusOr<GcResult> LayerStore::GarbageCollect(bool dry_run) {
+  std::lock_guard<std::mutex> lock(import_mutex_);
+  GcResult result;
+  std::set<std::string> doomed;
+  std::vector<LayerRecord> removed;
+  RETURN_IF_ERROR(metadata_->InTransaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<LayerRecord> layers, metadata_->ListLayers());
+    // Deepest first, so a chain whose top goes frees its parents in the same pass.
+    for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+      if (it->state != "ready") continue;
+      ASSIGN_OR_RETURN(int references, metadata_->LayerReferences(it->chain_id));
+      int doomed_children = 0;
+      for (const LayerRecord& other : layers)
+        if (other.parent_chain_id == it->chain_id && doomed.count(other.chain_id))
+          ++doomed_children;
+      if (references - doomed_children > 0) continue;
+      doomed.insert(it->chain_id);
+      removed.push_back(*it);
+    }
+    if (dry_run) return absl::OkStatus();
+    for (const LayerRecord& layer : removed)
+      RETURN_IF_ERROR(metadata_->DeleteLayer(layer.chain_id));
+    return absl::OkStatus();
+  }));
+  for (const LayerRecord& layer : removed) {
+    if (!dry_run) {
+      absl::Status status = driver_->Remove(layer.driver_id);
+      if (!status.ok()) {
+        LogWarning("gc: removing layer content failed; recovery retries at next start",
+                   {{"chain_id", layer.chain_id}, {"error", status.ToString()}});
+      }
+    }
+    result.removed_chain_ids.push_back(layer.chain_id);
+    result.bytes_freed += layer.size_bytes;
+  }
+  return result;
+}
+
+absl::Status LayerStore::Recover(const std::vector<std::string>& keep_driver_ids) {
+  std::lock_guard<std::mutex> lock(import_mutex_);
+  ASSIGN_OR_RETURN(std::vector<LayerRecord> layers, metadata_->ListLayers());
+  std::set<std::string> known(keep_driver_ids.begin(), keep_driver_ids.end());
+  for (const LayerRecord& layer : layers) {
+    if (layer.state == "ready") {
+      known.insert(layer.driver_id);
+      continue;
+    }
+    LogWarning("recovery: removing a layer whose import did not finish",
+               {{"chain_id", layer.chain_id}, {"driver_id", layer.driver_id}});
+    RETURN_IF_ERROR(driver_->Remove(layer.driver_id));
+    RETURN_IF_ERROR(metadata_->DeleteLayer(layer.chain_id));
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> stored, driver_->Walk());
+  for (const std::string& id : stored) {
+    if (known.count(id)) continue;
+    LogWarning("recovery: removing driver content no metadata refers to", {{"driver_id", id}});
+    RETURN_IF_ERROR(driver_->Remove(id));
+  }
+  return RemoveTree(scratch_dir_);
+}
+
+absl::StatusOr<StoreStats> LayerStore::Stats() {
+  StoreStats stats;
+  ASSIGN_OR_RETURN(std::vector<LayerRecord> layers, metadata_->ListLayers());
+  for (const LayerRecord& layer : layers) {
+    if (layer.state != "ready") continue;
+    ++stats.layers;
+    stats.layer_bytes += layer.size_bytes;
+  }
+  ASSIGN_OR_RETURN(std::vector<ImageRecord> images, metadata_->ListImages());
+  stats.images = static_cast<int64_t>(images.size());
+  return stats;
+}
+
+}  // namespace strata::node

@@ -1,0 +1,422 @@
+#include "node/metadata.h"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace strata::node {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS layers (
+  chain_id TEXT PRIMARY KEY,
+  diff_id TEXT NOT NULL,
+  parent_chain_id TEXT NOT NULL,
+  driver_id TEXT NOT NULL UNIQUE,
+  size_bytes INTEGER NOT NULL,
+  created_unix INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  depth INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS layers_parent ON layers(parent_chain_id);
+CREATE TABLE IF NOT EXISTS images (
+  name TEXT PRIMARY KEY,
+  chain_id TEXT NOT NULL,
+  config_json TEXT NOT NULL,
+  created_unix INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS volumes (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  request_fingerprint TEXT NOT NULL,
+  capacity_bytes INTEGER NOT NULL,
+  image TEXT NOT NULL,
+  chain_id TEXT NOT NULL,
+  active_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  pending TEXT NOT NULL,
+  staging_path TEXT NOT NULL,
+  ephemeral INTEGER NOT NULL,
+  created_unix INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS volumes_name ON volumes(name);
+CREATE TABLE IF NOT EXISTS publications (
+  volume_id TEXT NOT NULL,
+  target_path TEXT NOT NULL,
+  read_only INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  PRIMARY KEY (volume_id, target_path));
+)sql";
+
+absl::Status SqliteError(sqlite3* db, const std::string& what) {
+  return absl::InternalError(absl::StrCat("metadata: ", what, ": ", sqlite3_errmsg(db)));
+}
+
+// A prepared statement with positional binds; finalized on destruction.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    status_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) == SQLITE_OK
+                  ? absl::OkStatus()
+                  : SqliteError(db, absl::StrCat("prepare `", sql, "`"));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(const std::string& value) {
+    sqlite3_bind_text(stmt_, ++bound_, value.data(), static_cast<int>(value.size()),
+                      SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int64_t value) {
+    sqlite3_bind_int64(stmt_, ++bound_, value);
+    return *this;
+  }
+
+  // Steps once: true with a row, false when done.
+  absl::StatusOr<bool> Step() {
+    RETURN_IF_ERROR(status_);
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, "step");
+  }
+  absl::Status Run() {
+    ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return absl::OkStatus();
+  }
+
+  std::string Text(int column) const {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    return text ? std::string(reinterpret_cast<const char*>(text),
+                              sqlite3_column_bytes(stmt_, column))
+                : std::string();
+  }
+  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  absl::Status status_;
+  int bound_ = 0;
+};
+
+constexpr char kLayerColumns[] =
+    "chain_id, diff_id, parent_chain_id, driver_id, size_bytes, created_unix, state, depth";
+LayerRecord ReadLayer(const Statement& row) {
+  return LayerRecord{row.Text(0), row.Text(1), row.Text(2), row.Text(3),
+                     row.Int(4),  row.Int(5),  row.Text(6), static_cast<int>(row.Int(7))};
+}
+
+constexpr char kVolumeColumns[] =
+    "id, name, request_fingerprint, capacity_bytes, image, chain_id, active_id, state, pending, "
+    "staging_path, ephemeral, created_unix";
+VolumeRecord ReadVolume(const Statement& row) {
+  VolumeRecord volume;
+  volume.id = row.Text(0);
+  volume.name = row.Text(1);
+  volume.request_fingerprint = row.Text(2);
+  volume.capacity_bytes = row.Int(3);
+  volume.image = row.Text(4);
+  volume.chain_id = row.Text(5);
+  volume.active_id = row.Text(6);
+  volume.state = row.Text(7);
+  volume.pending = row.Text(8);
+  volume.staging_path = row.Text(9);
+  volume.ephemeral = row.Int(10) != 0;
+  volume.created_unix = row.Int(11);
+  return volume;
+}
+
+std::string ToBase36(int64_t value) {
+  static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string out;
+  do {
+    out.insert(out.begin(), kDigits[value % 36]);
+    value /= 36;
+  } while (value > 0);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Metadata>> Metadata::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    absl::Status status = SqliteError(db, absl::StrCat("open ", path));
+    sqlite3_close(db);
+    return status;
+  }
+  std::unique_ptr<Metadata> metadata(new Metadata(db));
+  RETURN_IF_ERROR(metadata->Migrate());
+  return metadata;
+}
+
+Metadata::Metadata(sqlite3* db) : db_(db) {}
+Metadata::~Metadata() { sqlite3_close(db_); }
+
+absl::Status Metadata::Migrate() {
+  // WAL + synchronous=FULL: a committed transaction survives power loss, and readers never
+  // block the writer. busy_timeout covers stratactl-free but multi-threaded access.
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                             "PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON"}) {
+    if (sqlite3_exec(db_, pragma, nullptr, nullptr, nullptr) != SQLITE_OK)
+      return SqliteError(db_, pragma);
+  }
+  Statement version(db_, "PRAGMA user_version");
+  ASSIGN_OR_RETURN(bool has_row, version.Step());
+  int64_t current = has_row ? version.Int(0) : 0;
+  if (current > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "metadata schema version ", current, " is newer than this strata-csi understands (",
+        kSchemaVersion, "); run the newer version"));
+  }
+  if (sqlite3_exec(db_, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK)
+    return SqliteError(db_, "create schema");
+  std::string set_version = absl::StrCat("PRAGMA user_version=", kSchemaVersion);
+  if (sqlite3_exec(db_, set_version.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
+    return SqliteError(db_, "set schema version");
+  return absl::OkStatus();
+}
+
+absl::Status Metadata::InTransaction(const std::function<absl::Status()>& body) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  // Nested: join the transaction already open on this thread.
+  if (!sqlite3_get_autocommit(db_)) return body();
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return SqliteError(db_, "begin");
+  absl::Status status = body();
+  if (status.ok()) {
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK)
+      return absl::OkStatus();
+    status = SqliteError(db_, "commit");
+  }
+  sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return status;
+}
+
+absl::StatusOr<std::string> Metadata::NewDriverId() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement next(db_,
+                 "INSERT INTO sequences(name, value) VALUES('driver_id', 1) "
+                 "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value");
+  ASSIGN_OR_RETURN(bool row, next.Step());
+  if (!row) return absl::InternalError("metadata: driver id sequence returned nothing");
+  return ToBase36(next.Int(0));
+}
+
+absl::Status Metadata::PutLayer(const LayerRecord& layer) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement put(db_, absl::StrCat("INSERT OR REPLACE INTO layers(", kLayerColumns,
+                                  ") VALUES(?,?,?,?,?,?,?,?)")
+                         .c_str());
+  put.Bind(layer.chain_id).Bind(layer.diff_id).Bind(layer.parent_chain_id).Bind(layer.driver_id);
+  put.Bind(layer.size_bytes).Bind(layer.created_unix).Bind(layer.state);
+  put.Bind(static_cast<int64_t>(layer.depth));
+  return put.Run();
+}
+
+absl::StatusOr<std::optional<LayerRecord>> Metadata::GetLayer(const std::string& chain_id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_,
+                absl::StrCat("SELECT ", kLayerColumns, " FROM layers WHERE chain_id=?").c_str());
+  get.Bind(chain_id);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<LayerRecord>();
+  return std::optional<LayerRecord>(ReadLayer(get));
+}
+
+absl::StatusOr<std::vector<LayerRecord>> Metadata::ListLayers() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement list(
+      db_, absl::StrCat("SELECT ", kLayerColumns, " FROM layers ORDER BY depth, chain_id").c_str());
+  std::vector<LayerRecord> layers;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    layers.push_back(ReadLayer(list));
+  }
+  return layers;
+}
+
+absl::Status Metadata::DeleteLayer(const std::string& chain_id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement del(db_, "DELETE FROM layers WHERE chain_id=?");
+  del.Bind(chain_id);
+  return del.Run();
+}
+
+absl::StatusOr<std::vector<LayerRecord>> Metadata::ChainOf(const std::string& chain_id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  std::vector<LayerRecord> chain;
+  // One recursive query instead of one lookup per link: chains can be hundreds deep.
+  Statement walk(db_, absl::StrCat("WITH RECURSIVE chain(cid, n) AS ("
+                                   "  SELECT ?, 0 UNION ALL"
+                                   "  SELECT l.parent_chain_id, chain.n + 1 FROM layers l"
+                                   "  JOIN chain ON l.chain_id = chain.cid"
+                                   "  WHERE l.parent_chain_id != '')"
+                                   " SELECT ",
+                                   kLayerColumns,
+                                   " FROM chain JOIN layers ON layers.chain_id = chain.cid"
+                                   " ORDER BY chain.n")
+                          .c_str());
+  walk.Bind(chain_id);
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, walk.Step());
+    if (!row) break;
+    chain.push_back(ReadLayer(walk));
+  }
+  if (chain.empty() || chain.back().parent_chain_id != "" ||
+      static_cast<int>(chain.size()) != chain.front().depth) {
+    return absl::NotFoundError(
+        absl::StrCat("metadata: chain of layer ", chain_id, " is missing or incomplete"));
+  }
+  return chain;
+}
+
+absl::StatusOr<int> Metadata::LayerReferences(const std::string& chain_id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement count(db_,
+                  "SELECT (SELECT COUNT(*) FROM images WHERE chain_id=?1)"
+                  " + (SELECT COUNT(*) FROM volumes WHERE chain_id=?1)"
+                  " + (SELECT COUNT(*) FROM layers WHERE parent_chain_id=?1)");
+  count.Bind(chain_id);
+  ASSIGN_OR_RETURN(bool row, count.Step());
+  return row ? static_cast<int>(count.Int(0)) : 0;
+}
+
+absl::Status Metadata::PutImage(const ImageRecord& image) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement put(db_,
+                "INSERT OR REPLACE INTO images(name, chain_id, config_json, created_unix)"
+                " VALUES(?,?,?,?)");
+  put.Bind(image.name).Bind(image.chain_id).Bind(image.config_json).Bind(image.created_unix);
+  return put.Run();
+}
+
+absl::StatusOr<std::optional<ImageRecord>> Metadata::GetImage(const std::string& name) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_, "SELECT name, chain_id, config_json, created_unix FROM images WHERE name=?");
+  get.Bind(name);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<ImageRecord>();
+  return std::optional<ImageRecord>(ImageRecord{get.Text(0), get.Text(1), get.Text(2), get.Int(3)});
+}
+
+absl::StatusOr<std::vector<ImageRecord>> Metadata::ListImages() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement list(db_, "SELECT name, chain_id, config_json, created_unix FROM images ORDER BY name");
+  std::vector<ImageRecord> images;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    images.push_back(ImageRecord{list.Text(0), list.Text(1), list.Text(2), list.Int(3)});
+  }
+  return images;
+}
+
+absl::Status Metadata::DeleteImage(const std::string& name) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement del(db_, "DELETE FROM images WHERE name=?");
+  del.Bind(name);
+  return del.Run();
+}
+
+absl::Status Metadata::PutVolume(const VolumeRecord& volume) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement put(db_, absl::StrCat("INSERT OR REPLACE INTO volumes(", kVolumeColumns,
+                                  ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)")
+                         .c_str());
+  put.Bind(volume.id).Bind(volume.name).Bind(volume.request_fingerprint);
+  put.Bind(volume.capacity_bytes).Bind(volume.image).Bind(volume.chain_id);
+  put.Bind(volume.active_id).Bind(volume.state).Bind(volume.pending).Bind(volume.staging_path);
+  put.Bind(static_cast<int64_t>(volume.ephemeral ? 1 : 0)).Bind(volume.created_unix);
+  return put.Run();
+}
+
+absl::StatusOr<std::optional<VolumeRecord>> Metadata::GetVolume(const std::string& id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id=?").c_str());
+  get.Bind(id);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<VolumeRecord>();
+  return std::optional<VolumeRecord>(ReadVolume(get));
+}
+
+absl::StatusOr<std::optional<VolumeRecord>> Metadata::GetVolumeByName(const std::string& name) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(
+      db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE name=? AND ephemeral=0")
+               .c_str());
+  get.Bind(name);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<VolumeRecord>();
+  return std::optional<VolumeRecord>(ReadVolume(get));
+}
+
+absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumes() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement list(db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes ORDER BY id").c_str());
+  std::vector<VolumeRecord> volumes;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    volumes.push_back(ReadVolume(list));
+  }
+  return volumes;
+}
+
+absl::Status Metadata::DeleteVolume(const std::string& id) {
+  return InTransaction([&]() -> absl::Status {
+    Statement publications(db_, "DELETE FROM publications WHERE volume_id=?");
+    publications.Bind(id);
+    RETURN_IF_ERROR(publications.Run());
+    Statement volume(db_, "DELETE FROM volumes WHERE id=?");
+    volume.Bind(id);
+    return volume.Run();
+  });
+}
+
+absl::Status Metadata::PutPublication(const PublicationRecord& publication) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement put(db_,
+                "INSERT OR REPLACE INTO publications(volume_id, target_path, read_only, state)"
+                " VALUES(?,?,?,?)");
+  put.Bind(publication.volume_id).Bind(publication.target_path);
+  put.Bind(static_cast<int64_t>(publication.read_only ? 1 : 0)).Bind(publication.state);
+  return put.Run();
+}
+
+absl::StatusOr<std::vector<PublicationRecord>> Metadata::ListPublications(
+    const std::string& volume_id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement list(db_,
+                 "SELECT volume_id, target_path, read_only, state FROM publications"
+                 " WHERE volume_id=? ORDER BY target_path");
+  list.Bind(volume_id);
+  std::vector<PublicationRecord> publications;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    publications.push_back(
+        PublicationRecord{list.Text(0), list.Text(1), list.Int(2) != 0, list.Text(3)});
+  }
+  return publications;
+}
+
+absl::Status Metadata::DeletePublication(const std::string& volume_id,
+                                         const std::string& target_path) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement del(db_, "DELETE FROM publications WHERE volume_id=? AND target_path=?");
+  del.Bind(volume_id).Bind(target_path);
+  return del.Run();
+}
+
+}  // namespace strata::node

@@ -1,0 +1,119 @@
+#pragma once
+// Metadata: the one transactional store (SQLite, WAL, synchronous=FULL) for layers, images,
+// volumes and their states. Every multi-row change runs in one transaction; drivers keep content
+// only. Thread-safe: one connection guarded by a mutex (the store is small and calls are short).
+//
+// Nothing here is cached: what the store says is the truth recovery starts from.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+struct sqlite3;
+
+namespace strata::node {
+
+// A committed, read-only layer, identified by its OCI ChainID.
+struct LayerRecord {
+  std::string chain_id;
+  std::string diff_id;
+  std::string parent_chain_id;  // "" for a base layer
+  std::string driver_id;        // where the driver keeps its content
+  int64_t size_bytes = 0;
+  int64_t created_unix = 0;
+  std::string state;  // "creating" (intent recorded, content may be partial) or "ready"
+  int depth = 1;      // 1 for a base layer
+};
+
+// A named reference to a chain.
+struct ImageRecord {
+  std::string name;
+  std::string chain_id;
+  std::string config_json;
+  int64_t created_unix = 0;
+};
+
+// Volume states, in lifecycle order. `pending` in VolumeRecord names an operation whose intent
+// was recorded and whose outcome was not (yet): recovery resolves it against the mount table.
+inline constexpr char kVolumeCreating[] = "creating";
+inline constexpr char kVolumeReady[] = "ready";    // writable layer prepared, not mounted
+inline constexpr char kVolumeStaged[] = "staged";  // layered filesystem mounted at staging_path
+inline constexpr char kVolumeDeleting[] = "deleting";
+
+struct VolumeRecord {
+  std::string id;
+  std::string name;
+  // Canonical form of what CreateVolume asked for, compared on retries (ALREADY_EXISTS).
+  std::string request_fingerprint;
+  int64_t capacity_bytes = 0;
+  std::string image;      // reference the volume was made from ("" = empty base)
+  std::string chain_id;   // top layer of the read-only chain ("" = empty base)
+  std::string active_id;  // driver id of the writable layer
+  std::string state;
+  std::string pending;  // "", "stage", "unstage", "delete"
+  std::string staging_path;
+  bool ephemeral = false;
+  int64_t created_unix = 0;
+};
+
+struct PublicationRecord {
+  std::string volume_id;
+  std::string target_path;
+  bool read_only = false;
+  std::string state;  // "publishing" (intent) or "published"
+};
+
+class Metadata {
+ public:
+  // Opens (creating if needed) the store at `path`.
+  static absl::StatusOr<std::unique_ptr<Metadata>> Open(const std::string& path);
+  ~Metadata();
+
+  // Runs `body` in one IMMEDIATE transaction; commits when it returns OK, rolls back otherwise.
+  // Calls made inside `body` join the transaction. Not reentrant across threads.
+  absl::Status InTransaction(const std::function<absl::Status()>& body);
+
+  // A fresh short driver id ("1", "2", ... in base 36): short ids keep overlay option strings
+  // small. Never reused.
+  absl::StatusOr<std::string> NewDriverId();
+
+  absl::Status PutLayer(const LayerRecord& layer);
+  absl::StatusOr<std::optional<LayerRecord>> GetLayer(const std::string& chain_id);
+  absl::StatusOr<std::vector<LayerRecord>> ListLayers();
+  absl::Status DeleteLayer(const std::string& chain_id);
+  // The chain from `chain_id` down to its base, top first. NotFound if any link is missing.
+  absl::StatusOr<std::vector<LayerRecord>> ChainOf(const std::string& chain_id);
+  // How many images, volumes and child layers refer to `chain_id`.
+  absl::StatusOr<int> LayerReferences(const std::string& chain_id);
+
+  absl::Status PutImage(const ImageRecord& image);
+  absl::StatusOr<std::optional<ImageRecord>> GetImage(const std::string& name);
+  absl::StatusOr<std::vector<ImageRecord>> ListImages();
+  absl::Status DeleteImage(const std::string& name);
+
+  absl::Status PutVolume(const VolumeRecord& volume);
+  absl::StatusOr<std::optional<VolumeRecord>> GetVolume(const std::string& id);
+  absl::StatusOr<std::optional<VolumeRecord>> GetVolumeByName(const std::string& name);
+  absl::StatusOr<std::vector<VolumeRecord>> ListVolumes();  // ordered by id
+  absl::Status DeleteVolume(const std::string& id);         // and its publications
+
+  absl::Status PutPublication(const PublicationRecord& publication);
+  absl::StatusOr<std::vector<PublicationRecord>> ListPublications(const std::string& volume_id);
+  absl::Status DeletePublication(const std::string& volume_id, const std::string& target_path);
+
+ private:
+  explicit Metadata(sqlite3* db);
+  absl::Status Migrate();
+
+  std::recursive_mutex mutex_;  // recursive: calls inside InTransaction re-enter
+  sqlite3* db_;
+};
+
+}  // namespace strata::node

@@ -1,0 +1,117 @@
+#include "node/paths.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/errno_status.h"
+
+namespace strata::node {
+
+absl::Status ValidateRequestPath(const std::string& path, const std::string& field) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
+  if (path.size() >= PATH_MAX)
+    return absl::InvalidArgumentError(absl::StrCat(field, " is longer than PATH_MAX"));
+  if (path.find('\0') != std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat(field, " contains a NUL byte"));
+  if (path[0] != '/')
+    return absl::InvalidArgumentError(absl::StrCat(field, " must be absolute: ", path));
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "." || part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " must not contain '.' or '..' components: ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MakeDirs(const std::string& path, unsigned mode) {
+  if (path.empty()) return absl::InvalidArgumentError("MakeDirs: empty path");
+  size_t position = 0;
+  while (true) {
+    position = path.find('/', position + 1);
+    std::string prefix = path.substr(0, position);
+    bool last = position == std::string::npos;
+    if (!prefix.empty() && mkdir(prefix.c_str(), last ? mode : 0755) != 0 && errno != EEXIST)
+      return ErrnoStatus(errno, "mkdir", prefix);
+    if (last) break;
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
+  if (!S_ISDIR(st.st_mode))
+    return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a directory"));
+  return absl::OkStatus();
+}
+
+absl::Status PrepareMountTarget(const std::string& path, bool create) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT || !create) return ErrnoStatus(errno, "stat", path);
+    if (mkdir(path.c_str(), 0750) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir", path);
+    if (lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
+  }
+  if (S_ISLNK(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is a symlink; refusing to mount through it"));
+  }
+  if (!S_ISDIR(st.st_mode))
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a directory"));
+  return absl::OkStatus();
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(errno, "stat", path);
+  }
+  static thread_local int first_error;
+  first_error = 0;
+  auto remove_one = [](const char* entry, const struct stat*, int type, struct FTW*) -> int {
+    int rc = (type == FTW_DP) ? rmdir(entry) : unlink(entry);
+    if (rc != 0 && errno != ENOENT && first_error == 0) first_error = errno;
+    return 0;
+  };
+  if (nftw(path.c_str(), remove_one, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
+    return ErrnoStatus(errno, "remove", path);
+  if (first_error != 0) return ErrnoStatus(first_error, "remove", path);
+  return absl::OkStatus();
+}
+
+bool ResolvesWithin(const std::string& path, const std::string& root) {
+  char resolved_path[PATH_MAX];
+  char resolved_root[PATH_MAX];
+  if (realpath(root.c_str(), resolved_root) == nullptr) return false;
+  // A target that does not exist yet: judge by its parent.
+  std::string probe = path;
+  while (realpath(probe.c_str(), resolved_path) == nullptr) {
+    size_t slash = probe.rfind('/');
+    if (slash == std::string::npos || slash == 0) return false;
+    probe.resize(slash);
+  }
+  std::string candidate(resolved_path);
+  std::string base(resolved_root);
+  if (base == "/") return true;
+  return candidate == base ||
+         (candidate.size() > base.size() && candidate.compare(0, base.size(), base) == 0 &&
+          candidate[base.size()] == '/');
+}
+
+std::string RandomHex(int bytes) {
+  static thread_local std::random_device device;
+  std::string out;
+  for (int i = 0; i < bytes; ++i)
+    absl::StrAppend(&out, absl::Hex(device() & 0xff, absl::kZeroPad2));
+  return out;
+}
+
+}  // namespace strata::node

@@ -1,0 +1,486 @@
+#include "node/volume_manager.h"
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "node/paths.h"
+
+namespace strata::node {
+namespace {
+
+int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Times one mount-table change for strata_mount_operation_duration_seconds.
+class MountTimer {
+ public:
+  MountTimer(metrics::Metrics* metrics, std::string operation)
+      : metrics_(metrics),
+        operation_(std::move(operation)),
+        start_(std::chrono::steady_clock::now()) {}
+  ~MountTimer() {
+    if (metrics_ == nullptr) return;
+    std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
+    metrics_->ObserveMount(operation_, elapsed.count());
+  }
+
+ private:
+  metrics::Metrics* metrics_;
+  std::string operation_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+VolumeManager::VolumeManager(Metadata* metadata, LayerStore* layers, drivers::Driver* driver,
+                             sys::Mounter* mounter, metrics::Metrics* metrics,
+                             VolumeManagerOptions options)
+    : metadata_(metadata),
+      layers_(layers),
+      driver_(driver),
+      mounter_(mounter),
+      metrics_(metrics),
+      options_(std::move(options)) {}
+
+absl::StatusOr<VolumeRecord> VolumeManager::MustGet(const std::string& volume_id) {
+  ASSIGN_OR_RETURN(std::optional<VolumeRecord> volume, metadata_->GetVolume(volume_id));
+  if (!volume || volume->state == kVolumeDeleting || volume->state == kVolumeCreating) {
+    return absl::NotFoundError(absl::StrCat("volume ", volume_id, " does not exist on this node"));
+  }
+  return *volume;
+}
+
+absl::StatusOr<VolumeRecord> VolumeManager::Get(const std::string& volume_id) {
+  return MustGet(volume_id);
+}
+
+absl::StatusOr<std::vector<VolumeRecord>> VolumeManager::List() {
+  ASSIGN_OR_RETURN(std::vector<VolumeRecord> all, metadata_->ListVolumes());
+  std::vector<VolumeRecord> visible;
+  for (VolumeRecord& volume : all)
+    if (volume.state != kVolumeCreating && volume.state != kVolumeDeleting)
+      visible.push_back(std::move(volume));
+  return visible;
+}
+
+absl::StatusOr<std::vector<PublicationRecord>> VolumeManager::Publications(
+    const std::string& volume_id) {
+  return metadata_->ListPublications(volume_id);
+}
+
+absl::Status VolumeManager::CheckOutsideRoot(const std::string& path, const std::string& field) {
+  if (ResolvesWithin(path, options_.root)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " ", path, " lies inside Strata's store ", options_.root));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& params) {
+  ASSIGN_OR_RETURN(std::optional<VolumeRecord> existing, metadata_->GetVolumeByName(params.name));
+  if (existing && existing->state != kVolumeCreating && existing->state != kVolumeDeleting) {
+    if (existing->request_fingerprint != params.fingerprint) {
+      return absl::AlreadyExistsError(absl::StrCat("volume \"", params.name,
+                                                   "\" already exists with other parameters (",
+                                                   existing->request_fingerprint, ")"));
+    }
+    return *existing;
+  }
+  if (existing) RETURN_IF_ERROR(RemoveVolume(*existing));  // a half-made earlier attempt
+
+  std::string chain_id;
+  if (!params.image.empty()) {
+    ASSIGN_OR_RETURN(ImageRecord image, layers_->ResolveImage(params.image));
+    chain_id = image.chain_id;
+  }
+  ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(chain_id));
+  ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
+  VolumeRecord volume;
+  volume.id = absl::StrCat("vol-", RandomHex(8));
+  volume.name = params.name;
+  volume.request_fingerprint = params.fingerprint;
+  volume.capacity_bytes = params.capacity_bytes;
+  volume.image = params.image;
+  volume.chain_id = chain_id;
+  volume.active_id = active_id;
+  volume.state = kVolumeCreating;
+  volume.created_unix = NowUnix();
+  // Intent before the driver acts: recovery removes a volume left "creating".
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  drivers::PrepareOptions prepare;
+  prepare.capacity_bytes = params.capacity_bytes;
+  absl::Status prepared = driver_->Prepare(active_id, chain, prepare);
+  if (!prepared.ok()) {
+    (void)RemoveVolume(volume);
+    return prepared;
+  }
+  volume.state = kVolumeReady;
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  LogInfo("volume created", {{"volume", volume.id},
+                             {"name", volume.name},
+                             {"image", volume.image},
+                             {"chain_depth", std::to_string(chain.size())},
+                             {"driver_id", active_id}});
+  RefreshGauges();
+  return volume;
+}
+
+absl::Status VolumeManager::RemoveVolume(VolumeRecord volume) {
+  volume.state = kVolumeDeleting;
+  volume.pending = "delete";
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  RETURN_IF_ERROR(driver_->Remove(volume.active_id));
+  return metadata_->DeleteVolume(volume.id);
+}
+
+absl::Status VolumeManager::Delete(const std::string& volume_id) {
+  ASSIGN_OR_RETURN(std::optional<VolumeRecord> volume, metadata_->GetVolume(volume_id));
+  if (!volume) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
+                   metadata_->ListPublications(volume_id));
+  if (!publications.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", volume_id, " is still published at ", publications.front().target_path));
+  }
+  if (volume->state == kVolumeStaged) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume ", volume_id, " is still staged at ", volume->staging_path));
+  }
+  RETURN_IF_ERROR(RemoveVolume(*volume));
+  LogInfo("volume deleted", {{"volume", volume_id}, {"name", volume->name}});
+  RefreshGauges();
+  return absl::OkStatus();
+}
+
+absl::Status VolumeManager::MountVolume(const VolumeRecord& volume, const std::string& where) {
+  ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(volume.chain_id));
+  ASSIGN_OR_RETURN(std::vector<sys::Mount> mounts, driver_->Mounts(volume.active_id, chain));
+  if (mounts.size() != 1) {
+    return absl::InternalError(absl::StrCat("driver ", std::string(driver_->name()), " returned ",
+                                            mounts.size(), " mounts for volume ", volume.id));
+  }
+  MountTimer timer(metrics_, "stage");
+  return mounter_->MountAt(mounts[0], where);
+}
+
+absl::Status VolumeManager::UnmountAll(const std::string& where) {
+  // Mounts can stack on one path (a retried mount after a lost reply); take all of them off.
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(where));
+    if (!mounted) return absl::OkStatus();
+    MountTimer timer(metrics_, "unmount");
+    RETURN_IF_ERROR(mounter_->Unmount(where));
+  }
+  return absl::InternalError(absl::StrCat(where, " is still mounted after 16 unmounts"));
+}
+
+absl::Status VolumeManager::Stage(const std::string& volume_id, const std::string& staging_path) {
+  RETURN_IF_ERROR(CheckOutsideRoot(staging_path, "staging_target_path"));
+  return StageAt(volume_id, staging_path);
+}
+
+absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::string& staging_path) {
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  if (volume.state == kVolumeStaged) {
+    if (volume.staging_path != staging_path) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("volume ", volume_id, " is already staged at ", volume.staging_path));
+    }
+    ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(staging_path));
+    if (mounted) return absl::OkStatus();
+    LogWarning("staged volume lost its mount; mounting again",
+               {{"volume", volume_id}, {"staging_path", staging_path}});
+  }
+  RETURN_IF_ERROR(PrepareMountTarget(staging_path, /*create=*/true));
+  volume.pending = "stage";
+  volume.staging_path = staging_path;
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  absl::Status mounted = MountVolume(volume, staging_path);
+  if (!mounted.ok()) {
+    volume.pending = "";
+    if (volume.state != kVolumeStaged) volume.staging_path = "";
+    (void)metadata_->PutVolume(volume);
+    return mounted;
+  }
+  volume.pending = "";
+  volume.state = kVolumeStaged;
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  LogInfo("volume staged", {{"volume", volume_id}, {"staging_path", staging_path}});
+  RefreshGauges();
+  return absl::OkStatus();
+}
+
+absl::Status VolumeManager::Unstage(const std::string& volume_id, const std::string& staging_path) {
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  if (volume.state != kVolumeStaged) return absl::OkStatus();
+  if (volume.staging_path != staging_path) {
+    return absl::FailedPreconditionError(absl::StrCat("volume ", volume_id, " is staged at ",
+                                                      volume.staging_path, ", not ", staging_path));
+  }
+  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
+                   metadata_->ListPublications(volume_id));
+  if (!publications.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume ", volume_id, " is still published at ",
+                     publications.front().target_path, "; unpublish it first"));
+  }
+  volume.pending = "unstage";
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  RETURN_IF_ERROR(UnmountAll(staging_path));
+  volume.pending = "";
+  volume.state = kVolumeReady;
+  volume.staging_path = "";
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  LogInfo("volume unstaged", {{"volume", volume_id}, {"staging_path", staging_path}});
+  RefreshGauges();
+  return absl::OkStatus();
+}
+
+absl::Status VolumeManager::Publish(const std::string& volume_id, const std::string& staging_path,
+                                    const std::string& target_path, bool read_only) {
+  RETURN_IF_ERROR(CheckOutsideRoot(target_path, "target_path"));
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  if (volume.state != kVolumeStaged ||
+      (!staging_path.empty() && volume.staging_path != staging_path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", volume_id, " is not staged at ", staging_path, "; call NodeStageVolume first"));
+  }
+  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
+                   metadata_->ListPublications(volume_id));
+  for (const PublicationRecord& publication : publications) {
+    if (publication.target_path != target_path) continue;
+    if (publication.read_only != read_only) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("volume ", volume_id, " is already published at ", target_path,
+                       publication.read_only ? " read-only" : " read-write"));
+    }
+    ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(target_path));
+    if (mounted && publication.state == "published") return absl::OkStatus();
+  }
+  // After a node reboot the staging mount is gone while kubelet still believes it staged:
+  // mount it again rather than fail every pod start.
+  ASSIGN_OR_RETURN(bool staged_mounted, mounter_->IsMountPoint(volume.staging_path));
+  if (!staged_mounted) {
+    LogWarning("staging mount missing; mounting again before publish",
+               {{"volume", volume_id}, {"staging_path", volume.staging_path}});
+    RETURN_IF_ERROR(MountVolume(volume, volume.staging_path));
+  }
+  RETURN_IF_ERROR(PrepareMountTarget(target_path, /*create=*/true));
+  PublicationRecord publication{volume_id, target_path, read_only, "publishing"};
+  RETURN_IF_ERROR(metadata_->PutPublication(publication));
+  sys::Mount bind{"bind", volume.staging_path, {read_only ? "ro" : "rw"}};
+  absl::Status mounted;
+  {
+    MountTimer timer(metrics_, "publish");
+    mounted = mounter_->MountAt(bind, target_path);
+  }
+  if (!mounted.ok()) {
+    (void)metadata_->DeletePublication(volume_id, target_path);
+    return mounted;
+  }
+  publication.state = "published";
+  RETURN_IF_ERROR(metadata_->PutPublication(publication));
+  LogInfo("volume published", {{"volume", volume_id},
+                               {"target_path", target_path},
+                               {"read_only", read_only ? "true" : "false"}});
+  RefreshGauges();
+  return absl::OkStatus();
+}
+
+absl::Status VolumeManager::PublishEphemeral(const std::string& volume_id, const std::string& image,
+                                             const std::string& target_path, bool read_only) {
+  RETURN_IF_ERROR(CheckOutsideRoot(target_path, "target_path"));
+  ASSIGN_OR_RETURN(std::optional<VolumeRecord> existing, metadata_->GetVolume(volume_id));
+  if (existing && !existing->ephemeral) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("volume id ", volume_id, " belongs to a persistent volume"));
+  }
+  if (existing && existing->state == kVolumeCreating) {
+    RETURN_IF_ERROR(RemoveVolume(*existing));
+    existing.reset();
+  }
+  if (existing && existing->image != image) {
+    return absl::AlreadyExistsError(absl::StrCat("ephemeral volume ", volume_id,
+                                                 " already exists with image ", existing->image));
+  }
+  if (!existing) {
+    std::string chain_id;
+    if (!image.empty()) {
+      ASSIGN_OR_RETURN(ImageRecord record, layers_->ResolveImage(image));
+      chain_id = record.chain_id;
+    }
+    ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(chain_id));
+    ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
+    VolumeRecord volume;
+    volume.id = volume_id;
+    volume.name = volume_id;
+    volume.request_fingerprint = absl::StrCat("ephemeral image=", image);
+    volume.image = image;
+    volume.chain_id = chain_id;
+    volume.active_id = active_id;
+    volume.state = kVolumeCreating;
+    volume.ephemeral = true;
+    volume.created_unix = NowUnix();
+    RETURN_IF_ERROR(metadata_->PutVolume(volume));
+    absl::Status prepared = driver_->Prepare(active_id, chain, drivers::PrepareOptions{});
+    if (!prepared.ok()) {
+      (void)RemoveVolume(volume);
+      return prepared;
+    }
+    volume.state = kVolumeReady;
+    RETURN_IF_ERROR(metadata_->PutVolume(volume));
+    LogInfo("ephemeral volume created", {{"volume", volume_id}, {"image", image}});
+  }
+  std::string private_mount = absl::StrCat(options_.volumes_dir, "/", volume_id);
+  RETURN_IF_ERROR(MakeDirs(options_.volumes_dir, 0700));
+  RETURN_IF_ERROR(StageAt(volume_id, private_mount));
+  return Publish(volume_id, private_mount, target_path, read_only);
+}
+
+absl::Status VolumeManager::Unpublish(const std::string& volume_id,
+                                      const std::string& target_path) {
+  absl::StatusOr<VolumeRecord> found = MustGet(volume_id);
+  if (absl::IsNotFound(found.status())) {
+    // A retry after the volume went away (an ephemeral volume torn down before the reply was
+    // lost): nothing is mounted there, so the work is done. Something mounted there that we
+    // do not know is not ours to take down.
+    ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(target_path));
+    if (!mounted) return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(VolumeRecord volume, std::move(found));
+  RETURN_IF_ERROR(UnmountAll(target_path));
+  RETURN_IF_ERROR(metadata_->DeletePublication(volume_id, target_path));
+  // The CO expects the target gone after unpublish; only an empty directory is removed.
+  if (rmdir(target_path.c_str()) != 0 && errno != ENOENT) {
+    LogDebug("target path left in place",
+             {{"target_path", target_path}, {"errno", std::to_string(errno)}});
+  }
+  LogInfo("volume unpublished", {{"volume", volume_id}, {"target_path", target_path}});
+  if (volume.ephemeral) {
+    ASSIGN_OR_RETURN(std::vector<PublicationRecord> left, metadata_->ListPublications(volume_id));
+    if (left.empty()) {
+      if (volume.state == kVolumeStaged) RETURN_IF_ERROR(Unstage(volume_id, volume.staging_path));
+      (void)rmdir(absl::StrCat(options_.volumes_dir, "/", volume_id).c_str());
+      RETURN_IF_ERROR(Delete(volume_id));
+    }
+  }
+  RefreshGauges();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VolumeUsage> VolumeManager::Usage(const std::string& volume_id,
+                                                 const std::string& volume_path) {
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  bool known_path = volume.state == kVolumeStaged && volume.staging_path == volume_path;
+  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
+                   metadata_->ListPublications(volume_id));
+  for (const PublicationRecord& publication : publications)
+    if (publication.target_path == volume_path) known_path = true;
+  if (!known_path) {
+    return absl::NotFoundError(
+        absl::StrCat("volume ", volume_id, " is not staged or published at ", volume_path));
+  }
+  VolumeUsage usage;
+  ASSIGN_OR_RETURN(drivers::Usage used, driver_->GetUsage(volume.active_id));
+  usage.used_bytes = used.bytes;
+  usage.used_inodes = used.inodes;
+  struct statvfs fs;
+  if (statvfs(volume_path.c_str(), &fs) == 0) {
+    int64_t fs_total = static_cast<int64_t>(fs.f_blocks) * fs.f_frsize;
+    int64_t fs_free = static_cast<int64_t>(fs.f_bavail) * fs.f_frsize;
+    usage.total_bytes = volume.capacity_bytes > 0 ? volume.capacity_bytes : fs_total;
+    usage.available_bytes =
+        std::max<int64_t>(0, std::min(fs_free, usage.total_bytes - usage.used_bytes));
+    usage.total_inodes = static_cast<int64_t>(fs.f_files);
+    usage.available_inodes = static_cast<int64_t>(fs.f_favail);
+  }
+  ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(volume_path));
+  if (!mounted) {
+    usage.abnormal = true;
+    usage.condition_message = absl::StrCat(volume_path, " is no longer mounted");
+  } else {
+    usage.condition_message = "volume is mounted";
+  }
+  return usage;
+}
+
+void VolumeManager::RefreshGauges() {
+  if (metrics_ == nullptr) return;
+  absl::StatusOr<std::vector<VolumeRecord>> volumes = metadata_->ListVolumes();
+  if (volumes.ok()) {
+    std::map<std::string, int64_t> by_state = {
+        {kVolumeCreating, 0}, {kVolumeReady, 0}, {kVolumeStaged, 0}, {kVolumeDeleting, 0}};
+    for (const VolumeRecord& volume : *volumes) ++by_state[volume.state];
+    for (const auto& [state, count] : by_state) metrics_->SetVolumes(state, count);
+  }
+  absl::StatusOr<StoreStats> stats = layers_->Stats();
+  if (stats.ok()) {
+    metrics_->SetLayers(stats->layers);
+    metrics_->SetImages(stats->images);
+    metrics_->SetLayerBytes(stats->layer_bytes);
+  }
+  absl::StatusOr<int64_t> free_bytes = driver_->FreeBytes();
+  if (free_bytes.ok()) metrics_->SetStoreFreeBytes(*free_bytes);
+}
+
+absl::Status VolumeManager::RecoverVolume(VolumeRecord volume) {
+  if (volume.state == kVolumeCreating || volume.state == kVolumeDeleting) {
+    // Creating: nothing but an empty writable layer can exist, and the CO retries the create.
+    // Deleting: the CO asked for it to go; finish the job.
+    LogWarning("recovery: finishing removal of a volume left half-made or half-deleted",
+               {{"volume", volume.id}, {"state", volume.state}});
+    return RemoveVolume(volume);
+  }
+  if (!volume.pending.empty()) {
+    ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(volume.staging_path));
+    LogWarning("recovery: resolving an interrupted operation",
+               {{"volume", volume.id},
+                {"pending", volume.pending},
+                {"staging_path", volume.staging_path},
+                {"mounted", mounted ? "true" : "false"}});
+    volume.state = mounted ? kVolumeStaged : kVolumeReady;
+    if (!mounted) volume.staging_path = "";
+    volume.pending = "";
+    RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  }
+  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
+                   metadata_->ListPublications(volume.id));
+  for (PublicationRecord& publication : publications) {
+    if (publication.state == "published") continue;
+    ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(publication.target_path));
+    LogWarning("recovery: resolving an interrupted publish",
+               {{"volume", volume.id},
+                {"target_path", publication.target_path},
+                {"mounted", mounted ? "true" : "false"}});
+    if (mounted) {
+      publication.state = "published";
+      RETURN_IF_ERROR(metadata_->PutPublication(publication));
+    } else {
+      RETURN_IF_ERROR(metadata_->DeletePublication(volume.id, publication.target_path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status VolumeManager::Recover() {
+  ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, metadata_->ListVolumes());
+  std::vector<std::string> keep;
+  for (const VolumeRecord& volume : volumes) {
+    RETURN_IF_ERROR(RecoverVolume(volume));
+    if (volume.state != kVolumeCreating && volume.state != kVolumeDeleting)
+      keep.push_back(volume.active_id);
+  }
+  RETURN_IF_ERROR(layers_->Recover(keep));
+  RefreshGauges();
+  LogInfo("recovery finished", {{"volumes", std::to_string(keep.size())}});
+  return absl::OkStatus();
+}
+
+}  // namespace strata::node

@@ -1,0 +1,102 @@
+#pragma once
+// VolumeManager: a volume's whole life on this node — create (a writable layer on an image's
+// chain), stage (mount the layered filesystem), publish (bind it into a pod), and back.
+//
+// Crash safety: before each filesystem or mount step the intent is written to the metadata
+// ("pending"), and the outcome after; Recover() resolves every pending intent against the
+// kernel's mount table at start-up, so a plugin killed at any point comes back consistent and
+// a retried call succeeds. Nothing here ever deletes a writable layer except Delete and the
+// teardown of an ephemeral volume.
+//
+// Callers (csi/) hold the per-volume lock (VolumeLocks) around every call for one volume.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "drivers/driver.h"
+#include "metrics/metrics.h"
+#include "node/layer_store.h"
+#include "node/metadata.h"
+#include "sys/mounter.h"
+
+namespace strata::node {
+
+struct CreateVolumeParams {
+  std::string name;
+  std::string image;           // "" = empty base
+  int64_t capacity_bytes = 0;  // 0 = no limit asked
+  // Canonical text of everything the request asked for; a retry with the same name must match.
+  std::string fingerprint;
+};
+
+struct VolumeUsage {
+  int64_t used_bytes = 0;
+  int64_t total_bytes = 0;
+  int64_t available_bytes = 0;
+  int64_t used_inodes = 0;
+  int64_t total_inodes = 0;
+  int64_t available_inodes = 0;
+  bool abnormal = false;
+  std::string condition_message;
+};
+
+struct VolumeManagerOptions {
+  std::string root;         // Strata's --root: no request path may point into it
+  std::string volumes_dir;  // private mount points of ephemeral volumes
+};
+
+class VolumeManager {
+ public:
+  VolumeManager(Metadata* metadata, LayerStore* layers, drivers::Driver* driver,
+                sys::Mounter* mounter, metrics::Metrics* metrics, VolumeManagerOptions options);
+
+  // Start-up reconciliation with the mount table; then the layer store's own recovery.
+  absl::Status Recover();
+
+  // Idempotent by name: the same name and fingerprint returns the existing volume; another
+  // fingerprint is AlreadyExists; an unknown image is NotFound.
+  absl::StatusOr<VolumeRecord> Create(const CreateVolumeParams& params);
+  // A missing volume is OK. A staged or published volume is FailedPrecondition.
+  absl::Status Delete(const std::string& volume_id);
+  absl::StatusOr<VolumeRecord> Get(const std::string& volume_id);
+  absl::StatusOr<std::vector<VolumeRecord>> List();
+  absl::StatusOr<std::vector<PublicationRecord>> Publications(const std::string& volume_id);
+
+  absl::Status Stage(const std::string& volume_id, const std::string& staging_path);
+  absl::Status Unstage(const std::string& volume_id, const std::string& staging_path);
+  absl::Status Publish(const std::string& volume_id, const std::string& staging_path,
+                       const std::string& target_path, bool read_only);
+  // Ephemeral inline volume: a fresh writable layer on `image`, mounted at `target_path`.
+  absl::Status PublishEphemeral(const std::string& volume_id, const std::string& image,
+                                const std::string& target_path, bool read_only);
+  // Unmounts `target_path`; an ephemeral volume is torn down with it.
+  absl::Status Unpublish(const std::string& volume_id, const std::string& target_path);
+
+  // Space and inodes of the writable layer; abnormal when the mount at `volume_path` is gone.
+  absl::StatusOr<VolumeUsage> Usage(const std::string& volume_id, const std::string& volume_path);
+
+  // Recomputes the volume/layer/image gauges.
+  void RefreshGauges();
+
+ private:
+  // Stage without the outside-the-store check: ephemeral volumes stage under volumes_dir.
+  absl::Status StageAt(const std::string& volume_id, const std::string& staging_path);
+  absl::StatusOr<VolumeRecord> MustGet(const std::string& volume_id);
+  absl::Status MountVolume(const VolumeRecord& volume, const std::string& where);
+  absl::Status UnmountAll(const std::string& where);
+  absl::Status CheckOutsideRoot(const std::string& path, const std::string& field);
+  absl::Status RemoveVolume(VolumeRecord volume);
+  absl::Status RecoverVolume(VolumeRecord volume);
+
+  Metadata* metadata_;
+  LayerStore* layers_;
+  drivers::Driver* driver_;
+  sys::Mounter* mounter_;
+  metrics::Metrics* metrics_;
+  VolumeManagerOptions options_;
+};
+
+}  // namespace strata::node

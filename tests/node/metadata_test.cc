@@ -1,0 +1,102 @@
+#include "node/metadata.h"
+
+#include <set>
+
+#include "gtest/gtest.h"
+#include "node/paths.h"
+#include "tests/node/node_test_util.h"
+
+namespace strata::node {
+namespace {
+
+class MetadataTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir();
+    auto metadata = Metadata::Open(dir_ + "/strata.db");
+    ASSERT_TRUE(metadata.ok()) << metadata.status();
+    metadata_ = std::move(*metadata);
+  }
+  void TearDown() override {
+    metadata_.reset();
+    (void)RemoveTree(dir_);
+  }
+  LayerRecord Layer(const std::string& chain, const std::string& parent, int depth) {
+    return LayerRecord{chain, "diff-" + chain, parent, "d" + chain, 10, 0, "ready", depth};
+  }
+  std::string dir_;
+  std::unique_ptr<Metadata> metadata_;
+};
+
+TEST_F(MetadataTest, DriverIdsAreShortUniqueAndSurviveReopen) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 100; ++i) {
+    auto id = metadata_->NewDriverId();
+    ASSERT_TRUE(id.ok());
+    EXPECT_TRUE(seen.insert(*id).second) << *id;
+    EXPECT_LE(id->size(), 2u);
+  }
+  metadata_.reset();
+  metadata_ = std::move(*Metadata::Open(dir_ + "/strata.db"));
+  auto next = metadata_->NewDriverId();
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(seen.count(*next)) << "a driver id was reused after reopening: " << *next;
+}
+
+TEST_F(MetadataTest, ChainOfWalksFromTopToBase) {
+  ASSERT_TRUE(metadata_->PutLayer(Layer("a", "", 1)).ok());
+  ASSERT_TRUE(metadata_->PutLayer(Layer("b", "a", 2)).ok());
+  ASSERT_TRUE(metadata_->PutLayer(Layer("c", "b", 3)).ok());
+  auto chain = metadata_->ChainOf("c");
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  ASSERT_EQ(chain->size(), 3u);
+  EXPECT_EQ((*chain)[0].chain_id, "c");
+  EXPECT_EQ((*chain)[2].chain_id, "a");
+}
+
+TEST_F(MetadataTest, ChainWithAMissingLinkIsNotFound) {
+  ASSERT_TRUE(metadata_->PutLayer(Layer("b", "a", 2)).ok());
+  EXPECT_TRUE(absl::IsNotFound(metadata_->ChainOf("b").status()));
+  EXPECT_TRUE(absl::IsNotFound(metadata_->ChainOf("nope").status()));
+}
+
+TEST_F(MetadataTest, ReferencesCountImagesVolumesAndChildren) {
+  ASSERT_TRUE(metadata_->PutLayer(Layer("a", "", 1)).ok());
+  ASSERT_TRUE(metadata_->PutLayer(Layer("b", "a", 2)).ok());
+  EXPECT_EQ(*metadata_->LayerReferences("a"), 1);  // child b
+  EXPECT_EQ(*metadata_->LayerReferences("b"), 0);
+  ASSERT_TRUE(metadata_->PutImage(ImageRecord{"img", "b", "{}", 0}).ok());
+  VolumeRecord volume;
+  volume.id = "vol-1";
+  volume.name = "pvc-1";
+  volume.chain_id = "b";
+  volume.state = kVolumeReady;
+  ASSERT_TRUE(metadata_->PutVolume(volume).ok());
+  EXPECT_EQ(*metadata_->LayerReferences("b"), 2);
+}
+
+TEST_F(MetadataTest, FailedTransactionChangesNothing) {
+  absl::Status status = metadata_->InTransaction([&]() -> absl::Status {
+    EXPECT_TRUE(metadata_->PutImage(ImageRecord{"img", "x", "{}", 0}).ok());
+    return absl::InternalError("boom");
+  });
+  EXPECT_FALSE(status.ok());
+  auto image = metadata_->GetImage("img");
+  ASSERT_TRUE(image.ok());
+  EXPECT_FALSE(image->has_value());
+}
+
+TEST_F(MetadataTest, DeleteVolumeDropsItsPublications) {
+  VolumeRecord volume;
+  volume.id = "vol-1";
+  volume.name = "pvc";
+  volume.state = kVolumeStaged;
+  ASSERT_TRUE(metadata_->PutVolume(volume).ok());
+  ASSERT_TRUE(metadata_->PutPublication({"vol-1", "/t", false, "published"}).ok());
+  ASSERT_TRUE(metadata_->DeleteVolume("vol-1").ok());
+  EXPECT_TRUE(metadata_->ListPublications("vol-1")->empty());
+  EXPECT_FALSE(metadata_->GetVolume("vol-1")->has_value());
+}
+
+}  // namespace
+}  // namespace strata::node
