@@ -1,0 +1,73 @@
+#pragma once
+// The overlay driver: layers are overlayfs diffs (native whiteouts), stacked at mount time.
+//
+// Layout under <strata root>/overlay (docs/architecture.md, docs/drivers/overlay.md):
+//   layers/<id>               a layer's content directory itself. All layers are siblings, so
+//                             a classic mount(2) can name them relative to layers/.
+//   active/<id>/{upper,work}  an active snapshot's upperdir and overlay workdir.
+//   */.tmp-<id>, */.del-<id>  half-made and half-removed entries (crash leftovers).
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "drivers/driver.h"
+
+namespace strata::drivers {
+
+// OK when overlayfs can run for a driver keeping its content in `directory`: the kernel knows
+// overlay (module loaded on demand) and `directory` is not itself on overlayfs (an upperdir
+// cannot be). FailedPrecondition with the reason otherwise.
+absl::Status OverlaySupported(const std::string& directory);
+
+class OverlayDriver : public Driver {
+ public:
+  // Kernel overlayfs' hard limit on lower layers (OVL_MAX_STACK), whatever the mount API. The
+  // upperdir of an active snapshot does not count against it.
+  static constexpr int kMaxLowerLayers = 500;
+
+  // `strata_root` is Strata's --root; content lives in <strata_root>/overlay. Creates the
+  // directories; does not check that overlayfs works (see OverlaySupported).
+  static absl::StatusOr<std::unique_ptr<OverlayDriver>> Create(const std::string& strata_root);
+
+  std::string_view name() const override { return "overlay"; }
+  DriverLimits limits() const override;
+
+  absl::Status Prepare(const std::string& id, const Chain& parents,
+                       const PrepareOptions& options) override;
+  // No parents: a read-write bind of the upper. Else one overlay mount: "lowerdir+=" per parent
+  // (topmost first), "upperdir=", "workdir=", "index=off".
+  absl::StatusOr<std::vector<sys::Mount>> Mounts(const std::string& id,
+                                                 const Chain& parents) override;
+  // One layer: a read-only bind (overlayfs needs two lowers without an upper). More: an overlay
+  // of lowers only, "ro".
+  absl::StatusOr<std::vector<sys::Mount>> View(const Chain& chain) override;
+  absl::StatusOr<ApplyTarget> DirectWriteTarget(const std::string& id) override;
+  // kConsume renames the upper into layers/ (O(1)); kKeep syncs, copies the upper to
+  // layers/.tmp-<layer_id> and renames it. Both syncfs before publishing the layer.
+  absl::Status Commit(const std::string& layer_id, const std::string& id, const Chain& parents,
+                      CommitMode mode) override;
+  absl::Status Remove(const std::string& id) override;
+  // Bytes are allocated blocks (st_blocks * 512) of the layer dir, or of an active's upper.
+  absl::StatusOr<Usage> GetUsage(const std::string& id) override;
+  absl::StatusOr<std::vector<std::string>> Walk() override;
+  absl::StatusOr<int64_t> FreeBytes() override;
+
+  std::string LayerPath(const std::string& id) const { return layers_ + "/" + id; }
+  std::string ActivePath(const std::string& id) const { return active_ + "/" + id; }
+  std::string UpperPath(const std::string& id) const { return ActivePath(id) + "/upper"; }
+  std::string WorkPath(const std::string& id) const { return ActivePath(id) + "/work"; }
+
+ private:
+  explicit OverlayDriver(std::string home);
+  absl::Status CheckChain(const Chain& chain, const std::string& what) const;
+
+  const std::string home_;    // <strata root>/overlay
+  const std::string layers_;  // home_/layers
+  const std::string active_;  // home_/active
+};
+
+}  // namespace strata::drivers

@@ -1,0 +1,22 @@
+#pragma once
+// Builds a Driver by name. Strata's --root holds each driver's content in <root>/<driver name>/.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "drivers/driver.h"
+
+namespace strata::drivers {
+
+// Every driver name Strata knows, implemented in this build or not:
+// "overlay", "vfs", "btrfs", "devmapper".
+const std::vector<std::string>& KnownDriverNames();
+
+// The driver `name` keeping its content under `root` (absolute). InvalidArgument for an unknown
+// name (the message lists the valid ones), Unimplemented for a known driver this build lacks,
+// FailedPrecondition when the driver cannot run here (e.g. no overlayfs), with the reason.
+absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name, const std::string& root);
+
+}  // namespace strata::drivers
