@@ -102,9 +102,11 @@ case "$cmd" in
   flags)
     need_tools
     bin="${3:?strata-csi path}"
-    # absl: --help lists the main file's flags, --helpfull every flag; both exit non-zero.
+    # absl: --help lists the main file's flags, --helpfull every flag (either may exit non-zero).
+    # absl names flags with underscores; strata-csi rewrites dashes in flag names to underscores
+    # before parsing (Kubernetes manifests spell --node-id), so compare in underscore form.
     { "$bin" --help 2>&1 || true; "$bin" --helpfull 2>&1 || true; } |
-      sed -n 's/^ *\(--[A-Za-z0-9_-]*\) .*/\1/p' | sort -u >"$work/accepted.txt"
+      sed -n 's/^ *\(--[A-Za-z0-9_-]*\) .*/\1/p' | tr '-' '_' | sed 's/^__/--/' | sort -u >"$work/accepted.txt"
     if [[ ! -s "$work/accepted.txt" ]]; then
       echo "FAIL: '$bin --help' listed no flags"
       exit 1
@@ -115,7 +117,7 @@ case "$cmd" in
       render "$work/r.yaml" "$values"
       while read -r flag; do
         checked=$((checked + 1))
-        if ! grep -qxF -- "$flag" "$work/accepted.txt"; then
+        if ! grep -qxF -- "--$(printf '%s' "${flag#--}" | tr '-' '_')" "$work/accepted.txt"; then
           echo "FAIL ${values:-default values}: chart passes $flag, strata-csi does not accept it"
           failed=1
         fi

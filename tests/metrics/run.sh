@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Metrics tests (ctest label `chart`) against a real strata-csi:
 #
-#   run.sh promtool   STRATA_CSI CACHE DOCS   scrape /metrics, `promtool check metrics` (format and
-#                                             naming lint), strata_build_info present, every
+#   run.sh promtool   STRATA_CSI CACHE DOCS   make 3 CSI calls, scrape /metrics, `promtool check
+#                                             metrics` (format and naming lint), call counters,
+#                                             histograms and strata_build_info present, every
 #                                             strata_* family documented in DOCS (docs/metrics.md)
 #   run.sh prometheus STRATA_CSI CACHE        a real Prometheus scrapes the plugin every 1s;
 #                                             strata_build_info must be queryable through the API
@@ -83,8 +84,38 @@ case "$mode" in
     "$repo/tools/fetch-prometheus.sh" "$cache"
     promtool="$cache/prometheus/usr/bin/promtool"
     start_plugin
+    # A few CSI calls so the call families have series: two that succeed and one the plugin must
+    # refuse (NodeGetVolumeStats without a volume id: INVALID_ARGUMENT). Raw bytes: an empty
+    # protobuf message is zero bytes, so no generated stubs are needed (Debian's python3-grpcio).
+    /usr/bin/python3 - "$tmp/csi.sock" <<'PY'
+import sys, grpc
+channel = grpc.insecure_channel("unix://" + sys.argv[1])
+grpc.channel_ready_future(channel).result(timeout=10)
+for method, want in (("/csi.v1.Identity/Probe", grpc.StatusCode.OK),
+                     ("/csi.v1.Identity/GetPluginInfo", grpc.StatusCode.OK),
+                     ("/csi.v1.Node/NodeGetVolumeStats", grpc.StatusCode.INVALID_ARGUMENT)):
+    call = channel.unary_unary(method)
+    try:
+        call(b"", timeout=10)
+        got = grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        got = e.code()
+    if got != want:
+        sys.exit(f"FAIL: {method} answered {got}, want {want}")
+print("ok   3 CSI calls made")
+PY
     curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" >"$tmp/scrape.txt"
     failed=0
+    for want in 'strata_csi_operations_total\{[^}]*method="Probe"[^}]*\} 1' \
+                'strata_csi_operations_total\{[^}]*code="INVALID_ARGUMENT"[^}]*\} 1' \
+                'strata_csi_operation_duration_seconds_bucket\{[^}]*method="GetPluginInfo"'; do
+      if grep -Eq "^${want}" "$tmp/scrape.txt"; then
+        echo "ok   scrape matches ^${want}"
+      else
+        echo "FAIL: scrape lacks ^${want}"
+        failed=1
+      fi
+    done
     if ! "$promtool" check metrics <"$tmp/scrape.txt" >"$tmp/promtool.log" 2>&1; then
       echo "FAIL: promtool check metrics:"
       cat "$tmp/promtool.log"
