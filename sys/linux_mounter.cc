@@ -140,19 +140,20 @@ absl::StatusOr<NewApiResult> MountOverlayNewApi(const ParsedOptions& parsed,
                                                 const std::string& target) {
   Fd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (fs.get() < 0) return ErrnoStatus(errno, "fsopen overlay");
-  auto fail = [&](const std::string& what) {
-    int error = errno;
+  // `error` is errno saved right after the failing call (building `what` may clobber errno).
+  auto fail = [&](int error, const std::string& what) {
     return WithDetail(ErrnoStatus(error, what, target), ReadFsContextErrors(fs.get()));
   };
   for (size_t i = 0; i < parsed.lowers.size(); ++i) {
     if (fsconfig(fs.get(), FSCONFIG_SET_STRING, "lowerdir+", parsed.lowers[i].c_str(), 0) != 0) {
-      if (i == 0 && errno == EINVAL) {
+      int error = errno;
+      if (i == 0 && error == EINVAL) {
         std::string text = ReadFsContextErrors(fs.get());
         LogInfo("overlay rejects lowerdir+, using classic mount(2)", {{"kernel", text}});
         return NewApiResult::kUnsupported;
       }
-      return fail(absl::StrCat("overlay lowerdir+ #", i + 1, " of ", parsed.lowers.size(), " (",
-                               parsed.lowers[i], ") for"));
+      return fail(error, absl::StrCat("overlay lowerdir+ #", i + 1, " of ", parsed.lowers.size(),
+                                      " (", parsed.lowers[i], ") for"));
     }
   }
   for (const std::string& option : parsed.data) {
@@ -165,19 +166,29 @@ absl::StatusOr<NewApiResult> MountOverlayNewApi(const ParsedOptions& parsed,
       std::string value = option.substr(eq + 1);
       rc = fsconfig(fs.get(), FSCONFIG_SET_STRING, key.c_str(), value.c_str(), 0);
     }
-    if (rc != 0) return fail("overlay option " + option + " for");
+    if (rc != 0) {
+      int error = errno;
+      return fail(error, "overlay option " + option + " for");
+    }
   }
   if (parsed.read_only && fsconfig(fs.get(), FSCONFIG_SET_FLAG, "ro", nullptr, 0) != 0) {
-    return fail("overlay option ro for");
+    int error = errno;
+    return fail(error, "overlay option ro for");
   }
   if (fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
-    return fail(absl::StrCat("create overlay with ", parsed.lowers.size(), " lower layers for"));
+    int error = errno;
+    return fail(error,
+                absl::StrCat("create overlay with ", parsed.lowers.size(), " lower layers for"));
   }
   Fd mnt(fsmount(fs.get(), FSMOUNT_CLOEXEC, parsed.attr_flags));
-  if (mnt.get() < 0) return fail("fsmount overlay for");
+  if (mnt.get() < 0) {
+    int error = errno;
+    return fail(error, "fsmount overlay for");
+  }
   // A detached mount that is never moved disappears when its fd closes: nothing half-made.
   if (move_mount(mnt.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-    return fail("move_mount overlay to");
+    int error = errno;
+    return fail(error, "move_mount overlay to");
   }
   return NewApiResult::kDone;
 }
