@@ -165,6 +165,7 @@ std::string Ago(int64_t unix_seconds) {
   auto plural = [](int64_t n, const char* unit) {
     return std::to_string(n) + " " + unit + (n == 1 ? "" : "s") + " ago";
   };
+  if (seconds < 1) return "just now";
   if (seconds < 60) return plural(seconds, "second");
   if (seconds < 3600) return plural(seconds / 60, "minute");
   if (seconds < 86400) return plural(seconds / 3600, "hour");
