@@ -8,7 +8,8 @@
 #   - named in the stage's `apt-get install` list;
 #   - a dependency (recursively) of a named package, as this machine's dpkg knows them
 #     (e.g. libgrpc29 comes with libgrpc++1.51);
-#   - Priority: required (part of every debian:*-slim base image: libc6, libstdc++6, zlib1g...).
+#   - in the slim base image: Priority: required packages, apt, and their dependencies
+#     (libc6, libstdc++6, zlib1g, liblzma5...).
 # Fails on a library dpkg does not know (a self-built library that would be missing in the image).
 set -euo pipefail
 
@@ -38,48 +39,47 @@ for line in runtime.splitlines():
 if not listed:
     sys.exit(f"FAIL: no apt-get install list in the last stage of {dockerfile}")
 
-# --- What dpkg knows -------------------------------------------------------------------------------
-def dpkg_field(pkg, field):
-    r = subprocess.run(["dpkg-query", "-W", "-f", "${" + field + "}", pkg],
-                       capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-def deps_of(pkg):
-    out = []
-    for field in ("Depends", "Pre-Depends"):
-        val = dpkg_field(pkg, field) or ""
-        for clause in filter(None, (c.strip() for c in val.split(","))):
-            for alt in clause.split("|"):
-                name = re.sub(r"\(.*?\)", "", alt).strip().split(":")[0]
-                if name:
-                    out.append(name)
-    return out
-
-closure, todo = set(), list(listed)
-while todo:
-    p = todo.pop()
-    if p in closure:
+# --- What dpkg knows (one query for every installed package) -----------------------------------
+info = {}
+out = subprocess.run(["dpkg-query", "-W", "-f",
+                      "${Package}\t${Status}\t${Priority}\t${Depends}\t${Pre-Depends}\n"],
+                     capture_output=True, text=True, check=True).stdout
+for row in out.splitlines():
+    pkg, status, priority, depends, predepends = (row.split("\t") + [""] * 5)[:5]
+    if "installed" not in status.split():
         continue
-    closure.add(p)
-    if dpkg_field(p, "Status") and "installed" in dpkg_field(p, "Status"):
-        todo.extend(deps_of(p))
+    deps = []
+    for clause in filter(None, (c.strip() for c in (depends + "," + predepends).split(","))):
+        for alt in clause.split("|"):
+            name = re.sub(r"\(.*?\)", "", alt).strip().split(":")[0]
+            if name:
+                deps.append(name)
+    info[pkg] = (priority, deps)
 
-def package_of(path):
-    candidates = [path, os.path.realpath(path)]
+def dep_closure(roots):
+    done, todo = set(), list(roots)
+    while todo:
+        p = todo.pop()
+        if p not in done:
+            done.add(p)
+            todo.extend(info.get(p, ("", []))[1])
+    return done
+
+closure = dep_closure(listed)
+# debian:*-slim is a minbase debootstrap: every Priority: required package, apt, and their
+# dependencies.
+base = dep_closure([p for p, (prio, _) in info.items() if prio == "required"] + ["apt"])
+
+def candidates(path):
+    c = {path, os.path.realpath(path)}
     # usrmerge: dpkg may have recorded /lib/... for a file found at /usr/lib/... or the reverse.
-    for c in list(candidates):
-        if c.startswith("/usr/lib/"):
-            candidates.append(c[len("/usr"):])
-        elif c.startswith("/lib/"):
-            candidates.append("/usr" + c)
-    for c in candidates:
-        r = subprocess.run(["dpkg", "-S", c], capture_output=True, text=True)
-        if r.returncode == 0:
-            # "pkg:arch: /path" (diversions aside): first line, first field.
-            return r.stdout.splitlines()[0].split(": ")[0].split(":")[0]
-    return None
+    for x in list(c):
+        c.add(x[len("/usr"):] if x.startswith("/usr/lib/") else "/usr" + x if x.startswith("/lib/") else x)
+    return c
 
-failures, seen = [], {}
+# Every library of every binary, then one `dpkg -S` for all of them.
+libs = {}  # path -> binary
+failures = []
 for binary in binaries:
     r = subprocess.run(["ldd", binary], capture_output=True, text=True)
     if r.returncode != 0:
@@ -90,26 +90,35 @@ for binary in binaries:
         if "=> not found" in line:
             failures.append(f"{binary}: {line}")
             continue
-        m = re.match(r"(\S+) => (/\S+)", line) or re.match(r"(/\S+) \(", line)
-        if not m:
-            continue  # linux-vdso
-        path = m.group(2) if m.lastindex == 2 else m.group(1)
-        pkg = package_of(path)
-        if pkg is None:
-            failures.append(f"{binary}: {path} belongs to no Debian package")
-            continue
-        if pkg in listed:
-            why = "listed"
-        elif pkg in closure:
-            why = "dependency of a listed package"
-        elif dpkg_field(pkg, "Priority") == "required":
-            why = "Priority: required (in the slim base)"
-        else:
-            why = None
-            failures.append(f"{os.path.basename(binary)}: {os.path.basename(path)} is in package {pkg}, "
-                            f"which the runtime stage does not install")
-        if why:
-            seen.setdefault(pkg, (os.path.basename(path), why))
+        m = re.match(r"\S+ => (/\S+)", line) or re.match(r"(/\S+) \(", line)
+        if m:
+            libs.setdefault(m.group(1), binary)  # else: linux-vdso
+all_paths = sorted(set().union(*(candidates(p) for p in libs))) if libs else []
+owner = {}
+if all_paths:
+    r = subprocess.run(["dpkg", "-S"] + all_paths, capture_output=True, text=True)
+    for row in r.stdout.splitlines():
+        if ": " in row and not row.startswith("diversion"):
+            pkgs, path = row.split(": ", 1)
+            owner[path] = pkgs.split(",")[0].strip().split(":")[0]
+
+seen = {}
+for path, binary in sorted(libs.items()):
+    pkg = next((owner[c] for c in candidates(path) if c in owner), None)
+    if pkg is None:
+        failures.append(f"{binary}: {path} belongs to no Debian package")
+        continue
+    if pkg in listed:
+        why = "listed"
+    elif pkg in closure:
+        why = "dependency of a listed package"
+    elif pkg in base:
+        why = "in the slim base (required packages and their dependencies)"
+    else:
+        failures.append(f"{os.path.basename(binary)}: {os.path.basename(path)} is in package {pkg}, "
+                        f"which the runtime stage does not install")
+        continue
+    seen.setdefault(pkg, (os.path.basename(path), why))
 
 for pkg, (lib, why) in sorted(seen.items()):
     print(f"ok   {pkg:32} {lib:40} {why}")
