@@ -3,6 +3,8 @@
 // lookup is done with openat2(RESOLVE_BENEATH) relative to a directory fd, so nothing outside
 // that directory is ever opened, created or deleted.
 
+#include <linux/openat2.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -43,10 +45,11 @@ absl::StatusOr<std::vector<std::string>> SplitRelativePath(const std::string& na
 // Joins components with "/" ("" for none).
 std::string JoinPath(const std::vector<std::string>& components, size_t count);
 
-// Resolve flags for looking up paths beneath a root.
+// Resolve flags for looking up paths beneath a root: never through any symlink (for writing),
+// or through symlinks that stay beneath it (for reading archives).
 inline constexpr uint64_t kResolveNoSymlinks =
-    0x08 | 0x04 | 0x02;                                   // BENEATH|NO_SYMLINKS|NO_MAGICLINKS
-inline constexpr uint64_t kResolveBeneath = 0x08 | 0x02;  // BENEATH|NO_MAGICLINKS
+    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+inline constexpr uint64_t kResolveBeneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 
 // openat2(dirfd, rel, flags, resolve). `rel` empty opens dirfd's directory itself.
 // Errors: NotFound (ENOENT), InvalidArgument (escapes the root: EXDEV, or a symlink where

@@ -100,7 +100,7 @@ TEST_F(ImageArchiveRootTest, UmociLayoutAsFolderAndAsTar) {
     EXPECT_EQ(oracle_->count(gone), 0u) << gone;
   }
   RunCommand("tar -C " + Q(layout()) + " -cf " + Q(work_.Sub("oci.tar")) + " .");
-  for (const std::string input : {layout(), work_.Sub("oci.tar")}) {
+  for (const std::string& input : std::vector<std::string>{layout(), work_.Sub("oci.tar")}) {
     SCOPED_TRACE(input);
     auto archive = ImageArchive::Open(input, scratch());
     ASSERT_TRUE(archive.ok()) << archive.status();
@@ -205,7 +205,7 @@ TEST_F(ImageArchiveRootTest, TamperedUmociLayout) {
   flipped[flipped.size() / 2] ^= 0x01;
   WriteFile(layer.path, flipped);
   RunCommand("tar -C " + Q(copy) + " -cf " + Q(work_.Sub("t.tar")) + " .");
-  for (const std::string input : {copy, work_.Sub("t.tar")}) {
+  for (const std::string& input : std::vector<std::string>{copy, work_.Sub("t.tar")}) {
     auto status = ImageArchive::Open(input, scratch()).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   }

@@ -121,7 +121,8 @@ TEST_F(ImageArchiveTest, ClassicDockerSaveAsFolderAndTar) {
   WriteTree(tmp_.Sub("folder"), files);
   WriteFile(tmp_.Sub("save.tar"), TarOf(files));
 
-  for (const std::string input : {tmp_.Sub("folder"), tmp_.Sub("save.tar")}) {
+  for (const std::string& input :
+       std::vector<std::string>{tmp_.Sub("folder"), tmp_.Sub("save.tar")}) {
     SCOPED_TRACE(input);
     {
       auto archive = ImageArchive::Open(input, scratch());
@@ -303,7 +304,7 @@ TEST_F(ImageArchiveTest, OciLayoutWithCompressedLayersAndNestedIndex) {
   oci.Index(json::array({nested, direct}));
   WriteFile(tmp_.Sub("oci.tar"), RunCommand("tar -C '" + root + "' -cf - ."));
 
-  for (const std::string input : {root, tmp_.Sub("oci.tar")}) {
+  for (const std::string& input : std::vector<std::string>{root, tmp_.Sub("oci.tar")}) {
     SCOPED_TRACE(input);
     auto archive = ImageArchive::Open(input, scratch());
     ASSERT_TRUE(archive.ok()) << archive.status();

@@ -100,7 +100,9 @@ TEST_F(LayerTarTest, DiffIdIsTheSha256OfTheUncompressedTar) {
   for (const std::string tool : {"", "gzip", "zstd"}) {
     SCOPED_TRACE(tool);
     const std::string blob = tool.empty() ? tar : Compress(tar, tool);
-    if (!tool.empty()) EXPECT_NE(blob, tar);
+    if (!tool.empty()) {
+      EXPECT_NE(blob, tar);
+    }
     ASSERT_TRUE(RemoveTree(target()).ok());
     MakeDirs(target());
     auto result = ExtractLayer(WriteBlob(blob), target(), WhiteoutStyle::kApply, diff_id);
