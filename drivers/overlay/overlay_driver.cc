@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 #include <string>
 
@@ -34,6 +36,18 @@ bool ProcFilesystemsHasOverlay() {
   return false;
 }
 
+// Linux 6.8 added "lowerdir+"; the LinuxMounter uses classic mount(2) before that.
+bool KernelNeedsLegacyMount() {
+  struct utsname name;
+  if (uname(&name) != 0) return true;
+  int major = 0, minor = 0;
+  if (sscanf(name.release, "%d.%d", &major, &minor) != 2) return true;
+  return !(major > 6 || (major == 6 && minor >= 8));
+}
+
+constexpr int kLegacyOptionBytes = 4095;
+constexpr int kMaxIdLength = 32;
+
 }  // namespace
 
 absl::Status OverlaySupported(const std::string& directory) {
@@ -56,15 +70,29 @@ absl::Status OverlaySupported(const std::string& directory) {
   return absl::OkStatus();
 }
 
-OverlayDriver::OverlayDriver(std::string home)
-    : home_(std::move(home)), layers_(home_ + "/layers"), active_(home_ + "/active") {}
+OverlayDriver::OverlayDriver(std::string home, bool legacy_mount)
+    : home_(std::move(home)),
+      layers_(home_ + "/layers"),
+      active_(home_ + "/active"),
+      max_chain_depth_(legacy_mount ? std::min(kMaxLowerLayers, LegacyMaxChainDepth())
+                                    : kMaxLowerLayers) {}
+
+int OverlayDriver::LegacyMaxChainDepth() const {
+  // "lowerdir=" ids joined by ':' + ",upperdir=<upper>,workdir=<work>,index=off" (see Mounts).
+  const std::string worst_id(kMaxIdLength, 'x');
+  const int fixed = static_cast<int>(
+      std::string("lowerdir=").size() + (",upperdir=" + UpperPath(worst_id)).size() +
+      (",workdir=" + WorkPath(worst_id)).size() + std::string(",index=off").size());
+  return std::max(0, (kLegacyOptionBytes - fixed + 1) / (kMaxIdLength + 1));
+}
 
 absl::StatusOr<std::unique_ptr<OverlayDriver>> OverlayDriver::Create(
-    const std::string& strata_root) {
+    const std::string& strata_root, const OverlayDriverOptions& options) {
   if (strata_root.empty() || strata_root[0] != '/') {
     return absl::InvalidArgumentError("driver root must be an absolute path: " + strata_root);
   }
-  std::unique_ptr<OverlayDriver> driver(new OverlayDriver(strata_root + "/overlay"));
+  bool legacy = options.legacy_mount.value_or(KernelNeedsLegacyMount());
+  std::unique_ptr<OverlayDriver> driver(new OverlayDriver(strata_root + "/overlay", legacy));
   RETURN_IF_ERROR(MakeDirs(driver->layers_));
   RETURN_IF_ERROR(MakeDirs(driver->active_));
   return driver;
@@ -72,7 +100,7 @@ absl::StatusOr<std::unique_ptr<OverlayDriver>> OverlayDriver::Create(
 
 DriverLimits OverlayDriver::limits() const {
   DriverLimits limits;
-  limits.max_chain_depth = kMaxLowerLayers;
+  limits.max_chain_depth = max_chain_depth_;
   limits.layers_are_full_trees = false;
   limits.enforces_capacity = false;
   return limits;
@@ -80,10 +108,13 @@ DriverLimits OverlayDriver::limits() const {
 
 absl::Status OverlayDriver::CheckChain(const Chain& chain, const std::string& what) const {
   RETURN_IF_ERROR(CheckIds(chain, what));
-  if (chain.size() > static_cast<size_t>(kMaxLowerLayers)) {
+  if (chain.size() > static_cast<size_t>(max_chain_depth_)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "chain of ", chain.size(), " layers is deeper than the overlay driver's limit of ",
-        kMaxLowerLayers, " (the kernel's overlayfs maximum of lower layers)"));
+        max_chain_depth_,
+        max_chain_depth_ == kMaxLowerLayers
+            ? " (the kernel's overlayfs maximum of lower layers)"
+            : " (what one page of classic mount(2) options holds; Linux >= 6.8 allows 500)"));
   }
   return absl::OkStatus();
 }

@@ -8,6 +8,7 @@
 //   */.tmp-<id>, */.del-<id>  half-made and half-removed entries (crash leftovers).
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,13 @@ namespace strata::drivers {
 // cannot be). FailedPrecondition with the reason otherwise.
 absl::Status OverlaySupported(const std::string& directory);
 
+struct OverlayDriverOptions {
+  // Whether the caller's Mounter will use classic mount(2) (kernels before 6.8, or
+  // sys::LinuxMounterOptions::force_legacy_overlay), whose one page of options bounds the chain
+  // depth. Unset: decided from the running kernel's version, as the LinuxMounter does.
+  std::optional<bool> legacy_mount;
+};
+
 class OverlayDriver : public Driver {
  public:
   // Kernel overlayfs' hard limit on lower layers (OVL_MAX_STACK), whatever the mount API. The
@@ -31,9 +39,16 @@ class OverlayDriver : public Driver {
 
   // `strata_root` is Strata's --root; content lives in <strata_root>/overlay. Creates the
   // directories; does not check that overlayfs works (see OverlaySupported).
-  static absl::StatusOr<std::unique_ptr<OverlayDriver>> Create(const std::string& strata_root);
+  static absl::StatusOr<std::unique_ptr<OverlayDriver>> Create(
+      const std::string& strata_root, const OverlayDriverOptions& options = {});
+
+  // The deepest chain classic mount(2) can take here whatever the ids: the lowerdir= list of
+  // worst-case (32-character) ids plus upperdir= and workdir= must fit in 4095 bytes.
+  int LegacyMaxChainDepth() const;
 
   std::string_view name() const override { return "overlay"; }
+  // max_chain_depth: 500 with the new mount API, LegacyMaxChainDepth() (~110 under a 100-byte
+  // root) with classic mount(2).
   DriverLimits limits() const override;
 
   absl::Status Prepare(const std::string& id, const Chain& parents,
@@ -62,12 +77,13 @@ class OverlayDriver : public Driver {
   std::string WorkPath(const std::string& id) const { return ActivePath(id) + "/work"; }
 
  private:
-  explicit OverlayDriver(std::string home);
+  OverlayDriver(std::string home, bool legacy_mount);
   absl::Status CheckChain(const Chain& chain, const std::string& what) const;
 
   const std::string home_;    // <strata root>/overlay
   const std::string layers_;  // home_/layers
   const std::string active_;  // home_/active
+  const int max_chain_depth_;
 };
 
 }  // namespace strata::drivers

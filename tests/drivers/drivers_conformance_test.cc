@@ -581,6 +581,53 @@ TEST_P(DriverConformanceTest, DeepestChain) {
   }
 }
 
+// On kernels without "lowerdir+" the driver's limit is what one page of classic mount(2) options
+// holds with worst-case ids; prove a chain that deep of 32-character ids mounts that way, and that
+// the helper-thread chdir leaves the process' working directory alone.
+TEST(OverlayLegacyRootTest, LegacyLimitWithLongIdsMounts) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  char base[] = "/var/tmp/strata-legacy-XXXXXX";
+  ASSERT_NE(mkdtemp(base), nullptr);
+  std::string root = std::string(base) + "/var/lib/kubelet/plugins/strata.csi.example.com/root";
+  auto created = drivers::OverlayDriver::Create(root, {.legacy_mount = true});
+  ASSERT_TRUE(created.ok()) << created.status();
+  drivers::OverlayDriver& driver = **created;
+  const int depth = driver.limits().max_chain_depth;
+  Chain chain;
+  for (int i = 0; i < depth; ++i) {
+    char id[33];
+    std::snprintf(id, sizeof(id), "%032d", i);
+    std::string active = absl::StrCat("x", i);
+    ASSERT_TRUE(driver.Prepare(active, {}, {}).ok());
+    WriteFile(absl::StrCat(driver.UpperPath(active), "/f", i), "x");
+    ASSERT_TRUE(driver.Commit(id, active, {}, CommitMode::kConsume).ok());
+    chain.insert(chain.begin(), id);
+  }
+  ASSERT_TRUE(driver.Prepare(std::string(32, 'v'), chain, {}).ok());
+  auto mounts = driver.Mounts(std::string(32, 'v'), chain);
+  ASSERT_TRUE(mounts.ok()) << mounts.status();
+  std::string target = std::string(base) + "/mnt";
+  ASSERT_EQ(mkdir(target.c_str(), 0755), 0);
+  char cwd_before[4096];
+  ASSERT_NE(getcwd(cwd_before, sizeof(cwd_before)), nullptr);
+  auto legacy = sys::NewLinuxMounter({.force_legacy_overlay = true});
+  absl::Status status = legacy->MountAt((*mounts)[0], target);
+  EXPECT_TRUE(status.ok()) << status;
+  char cwd_after[4096];
+  ASSERT_NE(getcwd(cwd_after, sizeof(cwd_after)), nullptr);
+  EXPECT_STREQ(cwd_before, cwd_after);
+  if (status.ok()) {
+    EXPECT_TRUE(Exists(absl::StrCat(target, "/f", depth - 1)));
+    EXPECT_TRUE(Exists(target + "/f0"));
+    EXPECT_TRUE(legacy->Unmount(target).ok());
+  }
+  std::printf("[ measure  ] overlay legacy limit with 32-char ids under a %zu-byte root: %d\n",
+              root.size(), depth);
+  chain.insert(chain.begin(), "extra");
+  EXPECT_EQ(driver.View(chain).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(drivers::RemoveTree(base).ok());
+}
+
 // CopyTree keeps what only root can make: owners, whiteouts, trusted xattrs (opaque marker).
 TEST(CopyTreeRootTest, PreservesOwnersDevicesAndTrustedXattrs) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root";

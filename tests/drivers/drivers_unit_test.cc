@@ -275,6 +275,33 @@ TEST_F(OverlayMountsTest, LimitsAndErrors) {
   EXPECT_THAT(*walk, ElementsAre("a", "b", "c", "x"));
 }
 
+TEST(OverlayLegacyLimitTest, ClassicMountBoundsTheChainByOnePageOfOptions) {
+  std::string root = MakeTempDir() + "/a/root/of/realistic/length/for/a/kubelet/plugin/dir";
+  auto legacy = drivers::OverlayDriver::Create(root, {.legacy_mount = true});
+  ASSERT_TRUE(legacy.ok()) << legacy.status();
+  auto modern = drivers::OverlayDriver::Create(root, {.legacy_mount = false});
+  ASSERT_TRUE(modern.ok());
+  EXPECT_EQ((*modern)->limits().max_chain_depth, 500);
+  const int depth = (*legacy)->limits().max_chain_depth;
+  EXPECT_EQ(depth, (*legacy)->LegacyMaxChainDepth());
+  // Worst case: 32-character ids. The options of a chain this deep fit; one more does not.
+  auto options_bytes = [&](int layers) {
+    std::string id(32, 'x');
+    return static_cast<int>(std::string("lowerdir=").size() + layers * 33 - 1 +
+                            (",upperdir=" + (*legacy)->UpperPath(id)).size() +
+                            (",workdir=" + (*legacy)->WorkPath(id)).size() +
+                            std::string(",index=off").size());
+  };
+  EXPECT_LE(options_bytes(depth), 4095);
+  EXPECT_GT(options_bytes(depth + 1), 4095);
+  EXPECT_GT(depth, 50);
+  EXPECT_LT(depth, 500);
+  auto view = (*legacy)->View(drivers::Chain(depth + 1, "a"));
+  EXPECT_EQ(view.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(view.status().message()), HasSubstr("classic mount(2)"));
+  EXPECT_TRUE(drivers::RemoveTree(root.substr(0, root.find("/a/root"))).ok());
+}
+
 TEST(VfsMountsTest, BindsTheTreeAndViewsTheTopLayer) {
   std::string root = MakeTempDir();
   auto driver = drivers::VfsDriver::Create(root);
