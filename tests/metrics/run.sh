@@ -7,6 +7,8 @@
 #                                             strata_* family documented in DOCS (docs/metrics.md)
 #   run.sh prometheus STRATA_CSI CACHE        a real Prometheus scrapes the plugin every 1s;
 #                                             strata_build_info must be queryable through the API
+#   run.sh docs - CACHE DOCS DASHBOARD        promtool check rules on DOCS' alert rules; every
+#                                             metric they and the dashboard query is documented
 #
 # The plugin runs with --driver=vfs, --root in a temp dir and its sockets there too, metrics on
 # 127.0.0.1:<free port>. Prometheus (Debian's package, unpacked by tools/fetch-prometheus.sh, never
@@ -16,7 +18,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 mode="${1:?mode}"
-bin="${2:?strata-csi path}"
+bin="${2:?strata-csi path (or - for docs)}"
 cache="${3:?cache dir}"
 
 tmp="$(mktemp -d)"
@@ -192,6 +194,42 @@ EOF
     cat "$tmp/answer.json" 2>/dev/null || true
     curl -fsS --max-time 2 "http://127.0.0.1:$pport/api/v1/targets" || true
     exit 1
+    ;;
+
+  docs)
+    # run.sh docs - CACHE DOCS DASHBOARD: the alert rules in DOCS pass `promtool check rules`, and
+    # every strata_* metric the rules and the dashboard query is documented in DOCS.
+    docs="${4:?docs/metrics.md}"
+    dashboard="${5:?dashboard json}"
+    "$repo/tools/fetch-prometheus.sh" "$cache"
+    promtool="$cache/prometheus/usr/bin/promtool"
+    # The first ```yaml block that starts with `groups:`.
+    awk '/^```yaml$/ {inb=1; buf=""; next} inb && /^```$/ {if (buf ~ /^groups:/) {printf "%s", buf; exit} inb=0; next} inb {buf = buf $0 "\n"}' \
+      "$docs" >"$tmp/rules.yml"
+    if [[ ! -s "$tmp/rules.yml" ]]; then
+      echo "FAIL: no \`\`\`yaml groups: block in $docs"
+      exit 1
+    fi
+    failed=0
+    if "$promtool" check rules "$tmp/rules.yml" >"$tmp/rules.log" 2>&1; then
+      echo "ok   promtool check rules: $(grep -c -- '- alert:' "$tmp/rules.yml") alert rules"
+    else
+      echo "FAIL: promtool check rules:"
+      cat "$tmp/rules.log"
+      failed=1
+    fi
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$dashboard" ||
+      { echo "FAIL: $dashboard is not JSON"; failed=1; }
+    while read -r name; do
+      if grep -q -- "\`$name\`" "$docs"; then
+        echo "ok   $name documented"
+      else
+        echo "FAIL: $name is queried (rules or dashboard) but not documented in $(basename "$docs")"
+        failed=1
+      fi
+    done < <(cat "$tmp/rules.yml" "$dashboard" | grep -o 'strata_[a-z0-9_]*' |
+             sed -E 's/_(bucket|count|sum)$//' | sort -u)
+    exit "$failed"
     ;;
 
   *)
