@@ -14,26 +14,27 @@ work="${1:?work dir (e.g. build-chart)}"
 tag="${2:-localhost/strata-csi:0.1.0}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-export STORAGE_DRIVER=vfs
+# Always the vfs driver, given explicitly (the STORAGE_DRIVER variable picks a different store).
+bh() { buildah --storage-driver vfs "$@"; }
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 
-if ! buildah images --format '{{.Name}}:{{.Tag}}' | grep -qx 'docker.io/library/debian:bookworm-slim'; then
+if ! bh inspect --type image docker.io/library/debian:bookworm-slim >/dev/null 2>&1; then
   rootfs="$work/rootfs-bookworm-minbase"
   if [[ ! -x "$rootfs/usr/bin/apt-get" ]]; then
     rm -rf "$rootfs"
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror"
   fi
-  ctr="$(buildah from scratch)"
-  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
-  mnt="$(buildah mount "$ctr")"
+  ctr="$(bh from scratch)"
+  trap 'bh rm "$ctr" >/dev/null 2>&1 || true' EXIT
+  mnt="$(bh mount "$ctr")"
   cp -a "$rootfs/." "$mnt/"
   rm -f "$mnt"/var/cache/apt/archives/*.deb
-  buildah umount "$ctr" >/dev/null
-  buildah commit -q "$ctr" docker.io/library/debian:bookworm-slim >/dev/null
+  bh umount "$ctr" >/dev/null
+  bh commit -q "$ctr" docker.io/library/debian:bookworm-slim >/dev/null
   # The builder stage only needs apt and a shell; the same minbase serves as debian:bookworm.
-  buildah tag docker.io/library/debian:bookworm-slim docker.io/library/debian:bookworm
+  bh tag docker.io/library/debian:bookworm-slim docker.io/library/debian:bookworm
 fi
 
-buildah bud --pull-never --isolation chroot --layers=false -t "$tag" -f "$repo/Dockerfile" "$repo"
-buildah images "$tag"
+bh bud --pull-never --isolation chroot --layers=false -t "$tag" -f "$repo/Dockerfile" "$repo"
+bh images "$tag"
