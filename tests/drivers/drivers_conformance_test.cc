@@ -19,6 +19,7 @@
 #include <iterator>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -436,6 +437,42 @@ TEST_P(DriverConformanceTest, DirectWriteTargetFeedsTheLayer) {
   ASSERT_TRUE(driver_->Commit("top", "imp2", {"base"}, CommitMode::kConsume).ok());
   std::map<std::string, std::string> want = {{"second", "file:2"}};
   EXPECT_EQ(ViewTree({"top", "base"}), want);
+}
+
+// driver.h: calls for different ids may run concurrently.
+TEST_P(DriverConformanceTest, ConcurrentCallsOnDifferentIds) {
+  MakeLayer("base", {}, [](const std::string& dir) { WriteFile(dir + "/shared", "s"); });
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> results(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 8 && results[t].ok(); ++i) {
+        std::string active = absl::StrCat("t", t, "a", i), layer = absl::StrCat("t", t, "l", i);
+        absl::Status status = driver_->Prepare(active, {"base"}, {});
+        if (status.ok()) {
+          auto target = driver_->DirectWriteTarget(active);
+          status = target.status();
+          if (target.ok()) WriteFile(absl::StrCat(target->directory, "/f", t, "-", i), "x");
+        }
+        if (status.ok()) {
+          CommitMode mode = i % 2 ? CommitMode::kKeep : CommitMode::kConsume;
+          status = driver_->Commit(layer, active, {"base"}, mode);
+        }
+        if (status.ok()) status = driver_->Walk().status();
+        if (status.ok() && i % 3 == 0) status = driver_->Remove(layer);
+        results[t] = status;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const absl::Status& status : results) EXPECT_TRUE(status.ok()) << status;
+  auto walk = driver_->Walk();
+  ASSERT_TRUE(walk.ok());
+  // Per thread: base + 8 commits - 3 removed layers + 4 kept actives.
+  EXPECT_EQ(walk->size(), 1u + 4 * (8 - 3 + 4));
+  auto tree = ViewTree({"t2l7", "base"});
+  EXPECT_EQ(tree["f2-7"], "file:x");
+  EXPECT_EQ(tree["shared"], "file:s");
 }
 
 TEST_P(DriverConformanceTest, RetryAfterHalfDonePrepareAndCommit) {
