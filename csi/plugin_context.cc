@@ -1,6 +1,7 @@
 #include "csi/plugin_context.h"
 
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "common/log.h"
@@ -11,7 +12,10 @@ namespace strata::csi {
 grpc::Status PluginContext::Call(const char* method, const std::string& volume,
                                  const std::function<absl::Status()>& body) {
   auto start = std::chrono::steady_clock::now();
-  absl::Status status = body();
+  ++in_flight;
+  absl::Status status =
+      draining ? absl::UnavailableError("strata-csi is shutting down; retry") : body();
+  --in_flight;
   std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
   grpc::Status result = ToGrpcStatus(status);
   const char* code = GrpcCodeName(result.error_code());
@@ -35,6 +39,18 @@ grpc::Status PluginContext::Call(const char* method, const std::string& volume,
         std::source_location::current());
   }
   return result;
+}
+
+}  // namespace strata::csi
+
+namespace strata::csi {
+
+bool PluginContext::Drain(std::chrono::milliseconds grace) {
+  draining = true;
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return in_flight.load() == 0;
 }
 
 }  // namespace strata::csi

@@ -4,6 +4,7 @@
 // counted by code and logged as one line (method, volume, duration, result).
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -27,6 +28,13 @@ struct PluginContext {
   node::VolumeLocks* locks = nullptr;
   metrics::Metrics* metrics = nullptr;  // may be null in tests
   std::atomic<bool> ready{false};       // Probe: the store is open and recovered
+  // Shutdown: once draining, new calls get UNAVAILABLE (the CO retries against the restarted
+  // plugin) while the calls in flight finish.
+  std::atomic<bool> draining{false};
+  std::atomic<int> in_flight{0};
+
+  // Sets `draining` and waits up to `grace` for in-flight calls; true when none are left.
+  bool Drain(std::chrono::milliseconds grace);
 
   // Runs `body` for CSI method `method` about `volume` ("" when none), logs and measures it, and
   // returns its result as a grpc::Status.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/crash_point.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "node/images/digest.h"
@@ -54,7 +55,7 @@ absl::StatusOr<ImportResult> LayerStore::Import(const std::string& path, const s
   ImportResult result;
   {
     ASSIGN_OR_RETURN(std::unique_ptr<images::ImageArchive> archive,
-                     images::ImageArchive::Open(path, scratch + "/archive"));
+                     images::ImageArchive::Open(path, scratch));
     const auto& found = archive->images();
     if (found.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no image"));
     if (!name.empty() && found.size() != 1) {
@@ -126,6 +127,7 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
   // The content is written into an active snapshot that Commit turns into the layer.
   ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
   absl::Status status = driver_->Prepare(active_id, parents, drivers::PrepareOptions{});
+  CrashPoint("import-after-intent");
   if (status.ok()) status = WriteLayerContent(active_id, parents, blob_path, diff_id);
   if (status.ok()) {
     status = driver_->Commit(layer.driver_id, active_id, parents, drivers::CommitMode::kConsume);
@@ -136,6 +138,7 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
     (void)metadata_->DeleteLayer(chain_id);
     return status;
   }
+  CrashPoint("import-after-commit");
   (void)driver_->Remove(active_id);  // kConsume leaves nothing, but a driver may keep a stub
   ASSIGN_OR_RETURN(drivers::Usage usage, driver_->GetUsage(layer.driver_id));
   layer.size_bytes = usage.bytes;

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/crash_point.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "node/paths.h"
@@ -114,6 +115,7 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   volume.created_unix = NowUnix();
   // Intent before the driver acts: recovery removes a volume left "creating".
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  CrashPoint("create-after-intent");
   drivers::PrepareOptions prepare;
   prepare.capacity_bytes = params.capacity_bytes;
   absl::Status prepared = driver_->Prepare(active_id, chain, prepare);
@@ -121,6 +123,7 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
     (void)RemoveVolume(volume);
     return prepared;
   }
+  CrashPoint("create-after-prepare");
   volume.state = kVolumeReady;
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   LogInfo("volume created", {{"volume", volume.id},
@@ -136,7 +139,9 @@ absl::Status VolumeManager::RemoveVolume(VolumeRecord volume) {
   volume.state = kVolumeDeleting;
   volume.pending = "delete";
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  CrashPoint("delete-after-intent");
   RETURN_IF_ERROR(driver_->Remove(volume.active_id));
+  CrashPoint("delete-after-remove");
   return metadata_->DeleteVolume(volume.id);
 }
 
@@ -202,6 +207,7 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
   volume.pending = "stage";
   volume.staging_path = staging_path;
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  CrashPoint("stage-after-intent");
   absl::Status mounted = MountVolume(volume, staging_path);
   if (!mounted.ok()) {
     volume.pending = "";
@@ -209,6 +215,7 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
     (void)metadata_->PutVolume(volume);
     return mounted;
   }
+  CrashPoint("stage-after-mount");
   volume.pending = "";
   volume.state = kVolumeStaged;
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
@@ -233,7 +240,9 @@ absl::Status VolumeManager::Unstage(const std::string& volume_id, const std::str
   }
   volume.pending = "unstage";
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  CrashPoint("unstage-after-intent");
   RETURN_IF_ERROR(UnmountAll(staging_path));
+  CrashPoint("unstage-after-unmount");
   volume.pending = "";
   volume.state = kVolumeReady;
   volume.staging_path = "";
@@ -285,6 +294,7 @@ absl::Status VolumeManager::Publish(const std::string& volume_id, const std::str
     (void)metadata_->DeletePublication(volume_id, target_path);
     return mounted;
   }
+  CrashPoint("publish-after-mount");
   publication.state = "published";
   RETURN_IF_ERROR(metadata_->PutPublication(publication));
   LogInfo("volume published", {{"volume", volume_id},
@@ -460,6 +470,7 @@ absl::Status VolumeManager::RecoverVolume(VolumeRecord volume) {
                 {"target_path", publication.target_path},
                 {"mounted", mounted ? "true" : "false"}});
     if (mounted) {
+      CrashPoint("publish-after-mount");
       publication.state = "published";
       RETURN_IF_ERROR(metadata_->PutPublication(publication));
     } else {

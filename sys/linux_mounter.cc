@@ -4,9 +4,9 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-#include "sys/kernel_mount.h"
 
 #include <cerrno>
 #include <climits>

@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "sys/mount.h"
+#include "sys/mount_spec.h"
 
 namespace strata::sys {
 

@@ -29,7 +29,7 @@
 #include "drivers/copy_tree.h"
 #include "drivers/fs_util.h"
 #include "drivers/overlay/overlay_driver.h"
-#include "sys/kernel_mount.h"
+#include <sys/mount.h>
 #include "sys/mounter.h"
 
 namespace strata {

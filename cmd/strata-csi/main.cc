@@ -1,7 +1,9 @@
 // strata-csi: the Strata CSI plugin. One process per node serves the CSI Identity, Controller
 // and Node services on a unix socket and owns the node's layer store.
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -75,6 +77,14 @@ absl::Status Run() {
                                   {"node_id", node_id},
                                   {"endpoint", absl::GetFlag(FLAGS_endpoint)}});
   RETURN_IF_ERROR(node::MakeDirs(root, 0700));
+  // One process owns a store: a second plugin (or a second DaemonSet pod during a botched
+  // update) on the same root would corrupt it.
+  std::string lock_path = root + "/strata.lock";
+  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("another strata-csi owns ", root, " (",
+                                                      lock_path, " is locked); stop it first"));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<node::Metadata> metadata,
                    node::Metadata::Open(root + "/strata.db"));
   ASSIGN_OR_RETURN(std::unique_ptr<drivers::Driver> driver,
@@ -134,7 +144,13 @@ absl::Status Run() {
   LogInfo("shutting down: no new calls, waiting for calls in flight",
           {{"signal", strsignal(received)}});
   context.ready = false;
-  server->Shutdown(std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  // gRPC's own Shutdown(deadline) also waits for idle client connections (kubelet keeps one
+  // open), so drain our calls ourselves and then close at once.
+  if (!context.Drain(std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)))) {
+    LogWarning("calls still in flight at the end of the grace period; cancelling them",
+               {{"in_flight", std::to_string(context.in_flight.load())}});
+  }
+  server->Shutdown(std::chrono::milliseconds(0));
   LogInfo("stopped");
   return absl::OkStatus();
 }

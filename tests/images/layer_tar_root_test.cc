@@ -1,10 +1,8 @@
 // ExtractLayer features that need root: owners, devices, trusted.* xattrs, overlay whiteouts
 // (checked through a real overlay mount).
 
-// <sys/mount.h> is shadowed by the repo's sys/mount.h on the include path: use raw syscalls.
-#include <linux/mount.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -30,7 +28,7 @@ class LayerTarRootTest : public ::testing::Test {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
   }
   void TearDown() override {
-    if (!mounted_.empty()) syscall(SYS_umount2, mounted_.c_str(), 2 /* MNT_DETACH */);
+    if (!mounted_.empty()) umount2(mounted_.c_str(), MNT_DETACH);
   }
   absl::StatusOr<ExtractResult> Extract(const std::vector<TarEntry>& entries,
                                         const std::string& dir, WhiteoutStyle style) {
@@ -132,8 +130,7 @@ TEST_F(LayerTarRootTest, OverlayWhiteoutsMatchApplyThroughARealOverlayMount) {
   // The kernel's view of diff over lower must equal the applied tree.
   MakeDirs(tmp_.Sub("merged"));
   const std::string options = "lowerdir=" + tmp_.Sub("diff") + ":" + tmp_.Sub("lower");
-  ASSERT_EQ(syscall(SYS_mount, "overlay", tmp_.Sub("merged").c_str(), "overlay", MS_RDONLY,
-                    options.c_str()),
+  ASSERT_EQ(mount("overlay", tmp_.Sub("merged").c_str(), "overlay", MS_RDONLY, options.c_str()),
             0)
       << strerror(errno);
   mounted_ = tmp_.Sub("merged");

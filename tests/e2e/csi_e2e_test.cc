@@ -1,0 +1,577 @@
+// End-to-end: the real strata-csi binary, driven over its unix socket exactly as kubelet, the
+// external-provisioner and stratactl drive it, on real mounts (overlay and vfs). Needs root.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "node/images/digest.h"
+#include "node/paths.h"
+#include "tests/e2e/plugin_process.h"
+
+#ifndef STRATA_CSI_BINARY
+#error "STRATA_CSI_BINARY must name the strata-csi binary"
+#endif
+
+namespace strata::e2e {
+namespace {
+
+using ::csi::v1::VolumeCapability;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void Spit(const std::string& path, const std::string& content) {
+  std::ofstream out(path);
+  out << content;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// Mount points below `prefix`, from the kernel's table.
+std::vector<std::string> MountsUnder(const std::string& prefix) {
+  std::vector<std::string> found;
+  std::istringstream table(Slurp("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, device, root, target;
+    fields >> id >> parent >> device >> root >> target;
+    if (target.rfind(prefix, 0) == 0) found.push_back(target);
+  }
+  return found;
+}
+
+// A digest of everything in a tree (names, types, modes, owners, sizes, contents, link targets),
+// to prove that layers are never written to.
+std::string TreeDigest(const std::string& dir) {
+  static thread_local std::vector<std::string>* entries;
+  static thread_local size_t prefix;
+  std::vector<std::string> collected;
+  entries = &collected;
+  prefix = dir.size();
+  nftw(
+      dir.c_str(),
+      [](const char* path, const struct stat* st, int, struct FTW*) -> int {
+        std::ostringstream entry;
+        entry << (path + prefix) << ' ' << std::oct << st->st_mode << std::dec << ' ' << st->st_uid
+              << ':' << st->st_gid << ' ' << st->st_size << ' ' << major(st->st_rdev) << ','
+              << minor(st->st_rdev);
+        if (S_ISREG(st->st_mode)) entry << ' ' << images::Sha256Digest(Slurp(path));
+        if (S_ISLNK(st->st_mode)) {
+          char target[4096];
+          ssize_t n = readlink(path, target, sizeof(target));
+          entry << " -> " << std::string(target, n > 0 ? n : 0);
+        }
+        entries->push_back(entry.str());
+        return 0;
+      },
+      32, FTW_PHYS);
+  std::sort(collected.begin(), collected.end());
+  std::string joined;
+  for (const std::string& entry : collected) joined += entry + "\n";
+  return images::Sha256Digest(joined);
+}
+
+VolumeCapability MountCapability(
+    VolumeCapability::AccessMode::Mode mode = VolumeCapability::AccessMode::SINGLE_NODE_WRITER) {
+  VolumeCapability capability;
+  capability.mutable_mount();
+  capability.mutable_access_mode()->set_mode(mode);
+  return capability;
+}
+
+// The sample image (tools/make-sample-image.sh) as an OCI layout and as a docker-save archive,
+// built once for the whole suite.
+std::string g_samples;
+
+class E2eEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (geteuid() != 0) return;
+    // One folder per test process: ctest runs the discovered tests in parallel processes.
+    char pattern[] = "/var/tmp/strata-e2e-samples-XXXXXX";
+    g_samples = mkdtemp(pattern);
+    std::string script = std::string(STRATA_SOURCE_DIR) + "/tools/make-sample-image.sh";
+    std::string command = script + " " + g_samples + "/layout v1 >/dev/null && skopeo copy -q " +
+                          "oci:" + g_samples + "/layout:v1 docker-archive:" + g_samples +
+                          "/docker-save.tar:sample/docker:v1 >/dev/null";
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  }
+  void TearDown() override {
+    if (!g_samples.empty()) (void)node::RemoveTree(g_samples);
+  }
+};
+const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new E2eEnvironment);
+
+class E2eTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "end-to-end tests mount filesystems: run as root";
+    char pattern[] = "/var/tmp/strata-e2e-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    pods_ = dir_ + "/kubelet";
+    ASSERT_TRUE(node::MakeDirs(pods_).ok());
+    plugin_ = std::make_unique<PluginProcess>(STRATA_CSI_BINARY, dir_, GetParam());
+    StartPlugin();
+  }
+  void TearDown() override {
+    if (dir_.empty()) return;
+    if (plugin_) plugin_->Kill();
+    std::vector<std::string> mounts = MountsUnder(dir_);
+    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+    if (!HasFailure())
+      (void)node::RemoveTree(dir_);
+    else
+      std::cerr << "kept " << dir_ << " for inspection (plugin.log)\n";
+  }
+
+  void StartPlugin(const std::map<std::string, std::string>& env = {}) {
+    std::string error;
+    ASSERT_TRUE(plugin_->Start(env, &error)) << error << "\n" << Slurp(dir_ + "/plugin.log");
+  }
+
+  strata::admin::v1::ImportImageResponse Import(const std::string& path, const std::string& name) {
+    strata::admin::v1::ImportImageRequest request;
+    request.set_path(path);
+    request.set_name(name);
+    strata::admin::v1::ImportImageResponse response;
+    grpc::Status status = plugin_->admin().ImportImage(CallContext(120).get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  grpc::Status Create(const std::string& name, const std::string& image,
+                      ::csi::v1::CreateVolumeResponse* response, int64_t required = 0) {
+    ::csi::v1::CreateVolumeRequest request;
+    request.set_name(name);
+    if (!image.empty()) (*request.mutable_parameters())["image"] = image;
+    *request.add_volume_capabilities() = MountCapability();
+    if (required) request.mutable_capacity_range()->set_required_bytes(required);
+    return plugin_->controller().CreateVolume(CallContext().get(), request, response);
+  }
+  grpc::Status Stage(const std::string& id, const std::string& staging) {
+    ::csi::v1::NodeStageVolumeRequest request;
+    request.set_volume_id(id);
+    request.set_staging_target_path(staging);
+    *request.mutable_volume_capability() = MountCapability();
+    ::csi::v1::NodeStageVolumeResponse response;
+    return plugin_->node().NodeStageVolume(CallContext().get(), request, &response);
+  }
+  grpc::Status Publish(const std::string& id, const std::string& staging, const std::string& target,
+                       bool read_only = false) {
+    ::csi::v1::NodePublishVolumeRequest request;
+    request.set_volume_id(id);
+    request.set_staging_target_path(staging);
+    request.set_target_path(target);
+    request.set_readonly(read_only);
+    *request.mutable_volume_capability() = MountCapability();
+    ::csi::v1::NodePublishVolumeResponse response;
+    return plugin_->node().NodePublishVolume(CallContext().get(), request, &response);
+  }
+  grpc::Status Unpublish(const std::string& id, const std::string& target) {
+    ::csi::v1::NodeUnpublishVolumeRequest request;
+    request.set_volume_id(id);
+    request.set_target_path(target);
+    ::csi::v1::NodeUnpublishVolumeResponse response;
+    return plugin_->node().NodeUnpublishVolume(CallContext().get(), request, &response);
+  }
+  grpc::Status Unstage(const std::string& id, const std::string& staging) {
+    ::csi::v1::NodeUnstageVolumeRequest request;
+    request.set_volume_id(id);
+    request.set_staging_target_path(staging);
+    ::csi::v1::NodeUnstageVolumeResponse response;
+    return plugin_->node().NodeUnstageVolume(CallContext().get(), request, &response);
+  }
+  grpc::Status Delete(const std::string& id) {
+    ::csi::v1::DeleteVolumeRequest request;
+    request.set_volume_id(id);
+    ::csi::v1::DeleteVolumeResponse response;
+    return plugin_->controller().DeleteVolume(CallContext().get(), request, &response);
+  }
+
+  // The kernel is told to publish the sample image; this checks what a pod would see.
+  void ExpectSampleImageContent(const std::string& mount) {
+    EXPECT_EQ(Slurp(mount + "/etc/motd"), "Welcome to a Strata layered volume.\n");
+    EXPECT_FALSE(Exists(mount + "/data/readme")) << "layer 2's whiteout must hide it";
+    EXPECT_TRUE(Exists(mount + "/data")) << "only the file went, not its directory";
+    EXPECT_FALSE(Exists(mount + "/app/config/a.conf")) << "layer 2 replaced app/config";
+    EXPECT_EQ(Slurp(mount + "/app/config/c.conf"), "mode=c\n");
+    EXPECT_EQ(Slurp(mount + "/app/current"), "1.0.0\n") << "symlink from layer 3";
+    struct stat st;
+    ASSERT_EQ(stat((mount + "/bin/hello").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0755u);
+  }
+
+  std::string LayersDir() const {
+    return plugin_->root() + (GetParam() == "overlay" ? "/overlay/layers" : "/vfs");
+  }
+
+  std::string dir_;
+  std::string pods_;
+  std::unique_ptr<PluginProcess> plugin_;
+};
+
+TEST_P(E2eTest, IdentityAndCapabilities) {
+  ::csi::v1::GetPluginInfoResponse info;
+  ASSERT_TRUE(plugin_->identity().GetPluginInfo(CallContext().get(), {}, &info).ok());
+  EXPECT_EQ(info.name(), "strata.csi.dev");
+  EXPECT_FALSE(info.vendor_version().empty());
+  ::csi::v1::GetPluginCapabilitiesResponse plugin_caps;
+  ASSERT_TRUE(
+      plugin_->identity().GetPluginCapabilities(CallContext().get(), {}, &plugin_caps).ok());
+  std::set<int> services;
+  for (const auto& capability : plugin_caps.capabilities())
+    services.insert(capability.service().type());
+  EXPECT_TRUE(services.count(::csi::v1::PluginCapability::Service::CONTROLLER_SERVICE));
+  EXPECT_TRUE(
+      services.count(::csi::v1::PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS));
+  ::csi::v1::NodeGetInfoResponse node_info;
+  ASSERT_TRUE(plugin_->node().NodeGetInfo(CallContext().get(), {}, &node_info).ok());
+  EXPECT_EQ(node_info.node_id(), "e2e-node");
+  EXPECT_EQ(node_info.accessible_topology().segments().at("topology.strata.dev/node"), "e2e-node");
+  ::csi::v1::NodeGetCapabilitiesResponse node_caps;
+  ASSERT_TRUE(plugin_->node().NodeGetCapabilities(CallContext().get(), {}, &node_caps).ok());
+  EXPECT_EQ(node_caps.capabilities_size(), 4);
+  ::csi::v1::GetCapacityResponse capacity;
+  ASSERT_TRUE(plugin_->controller().GetCapacity(CallContext().get(), {}, &capacity).ok());
+  EXPECT_GT(capacity.available_capacity(), 0);
+}
+
+TEST_P(E2eTest, ImageVolumeLifecycleAsKubeletDrivesIt) {
+  auto oci = Import(g_samples + "/layout", "sample:oci");
+  EXPECT_EQ(oci.layers_new(), 3);
+  // The same image as `docker save` writes it (skopeo names it docker.io/...): every layer is
+  // already stored, by ChainID, so nothing is stored twice.
+  auto docker = Import(g_samples + "/docker-save.tar", "");
+  ASSERT_EQ(docker.names_size(), 1);
+  EXPECT_EQ(docker.names(0), "docker.io/sample/docker:v1");
+  EXPECT_EQ(docker.layers_total(), 3);
+  EXPECT_EQ(docker.layers_new(), 0);
+  EXPECT_EQ(docker.chain_id(), oci.chain_id());
+  std::string layers_before = TreeDigest(LayersDir());
+
+  for (const std::string image : {"sample:oci", "docker.io/sample/docker:v1"}) {
+    SCOPED_TRACE(image);
+    ::csi::v1::CreateVolumeResponse created;
+    grpc::Status status = Create("pvc-" + std::to_string(image.size()), image, &created);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    const std::string id = created.volume().volume_id();
+    EXPECT_EQ(created.volume().accessible_topology(0).segments().at("topology.strata.dev/node"),
+              "e2e-node");
+    std::string staging = pods_ + "/staging-" + id;
+    std::string target = pods_ + "/pod-a-" + id;
+    std::string readonly_target = pods_ + "/pod-b-" + id;
+    ASSERT_TRUE(Stage(id, staging).ok());
+    ASSERT_TRUE(Stage(id, staging).ok()) << "retry of a completed stage";
+    ASSERT_TRUE(Publish(id, staging, target).ok());
+    ASSERT_TRUE(Publish(id, staging, target).ok()) << "retry of a completed publish";
+    ASSERT_TRUE(Publish(id, staging, readonly_target, /*read_only=*/true).ok());
+    ExpectSampleImageContent(target);
+
+    // A pod writes: a new file and a change to a lower file (copy-up).
+    Spit(target + "/data/new.txt", "written by pod a");
+    Spit(target + "/etc/motd", "changed by pod a\n");
+    EXPECT_EQ(Slurp(readonly_target + "/data/new.txt"), "written by pod a");
+    EXPECT_EQ(open((readonly_target + "/x").c_str(), O_CREAT | O_WRONLY, 0644), -1);
+    EXPECT_EQ(errno, EROFS);
+
+    ::csi::v1::NodeGetVolumeStatsRequest stats_request;
+    stats_request.set_volume_id(id);
+    stats_request.set_volume_path(target);
+    ::csi::v1::NodeGetVolumeStatsResponse stats;
+    ASSERT_TRUE(
+        plugin_->node().NodeGetVolumeStats(CallContext().get(), stats_request, &stats).ok());
+    ASSERT_EQ(stats.usage_size(), 2);
+    EXPECT_GT(stats.usage(0).used(), 0);
+    EXPECT_FALSE(stats.volume_condition().abnormal());
+
+    ASSERT_TRUE(Unpublish(id, readonly_target).ok());
+    ASSERT_TRUE(Unpublish(id, target).ok());
+    ASSERT_TRUE(Unpublish(id, target).ok()) << "retry of a completed unpublish";
+    EXPECT_FALSE(Exists(target)) << "the target directory is removed";
+    ASSERT_TRUE(Unstage(id, staging).ok());
+    ASSERT_TRUE(Unstage(id, staging).ok());
+    EXPECT_TRUE(MountsUnder(pods_).empty());
+
+    // The data stays in the volume across unstage and a new stage.
+    ASSERT_TRUE(Stage(id, staging).ok());
+    EXPECT_EQ(Slurp(staging + "/data/new.txt"), "written by pod a");
+    EXPECT_EQ(Slurp(staging + "/etc/motd"), "changed by pod a\n");
+    ASSERT_TRUE(Unstage(id, staging).ok());
+    ASSERT_TRUE(Delete(id).ok());
+    ASSERT_TRUE(Delete(id).ok()) << "retry of a completed delete";
+  }
+  EXPECT_EQ(TreeDigest(LayersDir()), layers_before)
+      << "writes must land only in the volumes' writable layers";
+  EXPECT_TRUE(MountsUnder(dir_).empty());
+}
+
+TEST_P(E2eTest, BadRequestsGetTheSpecCodesAndChangeNothing) {
+  Import(g_samples + "/layout", "sample:oci");
+  ::csi::v1::CreateVolumeResponse created;
+  EXPECT_EQ(Create("", "sample:oci", &created).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status missing = Create("pvc-missing", "nope:1", &created);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(missing.error_message().find("nope:1"), std::string::npos);
+  {
+    ::csi::v1::CreateVolumeRequest request;
+    request.set_name("pvc-bad-param");
+    (*request.mutable_parameters())["color"] = "blue";
+    *request.add_volume_capabilities() = MountCapability();
+    EXPECT_EQ(
+        plugin_->controller().CreateVolume(CallContext().get(), request, &created).error_code(),
+        grpc::StatusCode::INVALID_ARGUMENT);
+    request.clear_parameters();
+    request.clear_volume_capabilities();
+    EXPECT_EQ(
+        plugin_->controller().CreateVolume(CallContext().get(), request, &created).error_code(),
+        grpc::StatusCode::INVALID_ARGUMENT)
+        << "no capabilities";
+    *request.add_volume_capabilities() =
+        MountCapability(VolumeCapability::AccessMode::MULTI_NODE_MULTI_WRITER);
+    EXPECT_EQ(
+        plugin_->controller().CreateVolume(CallContext().get(), request, &created).error_code(),
+        grpc::StatusCode::INVALID_ARGUMENT)
+        << "multi-node access on a node-local volume";
+  }
+  ASSERT_TRUE(Create("pvc-1", "sample:oci", &created).ok());
+  const std::string id = created.volume().volume_id();
+  ::csi::v1::CreateVolumeResponse other;
+  EXPECT_EQ(Create("pvc-1", "", &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Create("pvc-1", "sample:oci", &other, 1 << 20).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+
+  std::string staging = pods_ + "/staging";
+  EXPECT_EQ(Stage("vol-unknown", staging).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Stage(id, "relative/path").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Stage(id, pods_ + "/../escape").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Stage(id, plugin_->root() + "/overlay").error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT)
+      << "never mount over the store";
+  {
+    ::csi::v1::NodeStageVolumeRequest request;
+    request.set_volume_id(id);
+    request.set_staging_target_path(staging);
+    ::csi::v1::NodeStageVolumeResponse response;
+    EXPECT_EQ(plugin_->node().NodeStageVolume(CallContext().get(), request, &response).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
+        << "no capability";
+    request.mutable_volume_capability()->mutable_block();
+    request.mutable_volume_capability()->mutable_access_mode()->set_mode(
+        VolumeCapability::AccessMode::SINGLE_NODE_WRITER);
+    EXPECT_EQ(plugin_->node().NodeStageVolume(CallContext().get(), request, &response).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION)
+        << "block access exceeds what Strata offers";
+  }
+  EXPECT_EQ(Publish(id, staging, pods_ + "/pod").error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION)
+      << "publish before stage";
+  EXPECT_EQ(Publish(id, "", pods_ + "/pod").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // A symlinked target must not be followed.
+  ASSERT_EQ(symlink("/etc", (pods_ + "/evil").c_str()), 0);
+  ASSERT_TRUE(Stage(id, staging).ok());
+  EXPECT_EQ(Publish(id, staging, pods_ + "/evil").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Delete(id).error_code(), grpc::StatusCode::FAILED_PRECONDITION) << "still staged";
+  EXPECT_EQ(Delete("").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(Delete("vol-never-existed").ok());
+  {
+    ::csi::v1::ListVolumesRequest request;
+    request.set_starting_token("bogus");
+    ::csi::v1::ListVolumesResponse response;
+    EXPECT_EQ(
+        plugin_->controller().ListVolumes(CallContext().get(), request, &response).error_code(),
+        grpc::StatusCode::ABORTED);
+  }
+  // None of that changed the volume.
+  ::csi::v1::ListVolumesResponse listed;
+  ASSERT_TRUE(plugin_->controller().ListVolumes(CallContext().get(), {}, &listed).ok());
+  ASSERT_EQ(listed.entries_size(), 1);
+  EXPECT_EQ(listed.entries(0).volume().volume_id(), id);
+  ASSERT_TRUE(Unstage(id, staging).ok());
+  ASSERT_TRUE(Delete(id).ok());
+}
+
+TEST_P(E2eTest, ListVolumesPagesThroughEveryVolumeOnce) {
+  std::set<std::string> made;
+  for (int i = 0; i < 7; ++i) {
+    ::csi::v1::CreateVolumeResponse created;
+    ASSERT_TRUE(Create("pvc-page-" + std::to_string(i), "", &created).ok());
+    made.insert(created.volume().volume_id());
+  }
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    ::csi::v1::ListVolumesRequest request;
+    request.set_max_entries(3);
+    request.set_starting_token(token);
+    ::csi::v1::ListVolumesResponse response;
+    ASSERT_TRUE(plugin_->controller().ListVolumes(CallContext().get(), request, &response).ok());
+    EXPECT_LE(response.entries_size(), 3);
+    for (const auto& entry : response.entries())
+      EXPECT_TRUE(seen.insert(entry.volume().volume_id()).second) << "listed twice";
+    token = response.next_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen, made);
+}
+
+TEST_P(E2eTest, EphemeralInlineVolume) {
+  Import(g_samples + "/layout", "sample:oci");
+  ::csi::v1::NodePublishVolumeRequest request;
+  request.set_volume_id("csi-ephemeral-1");
+  request.set_target_path(pods_ + "/inline");
+  *request.mutable_volume_capability() = MountCapability();
+  (*request.mutable_volume_context())["csi.storage.k8s.io/ephemeral"] = "true";
+  (*request.mutable_volume_context())["image"] = "sample:oci";
+  ::csi::v1::NodePublishVolumeResponse response;
+  grpc::Status status = plugin_->node().NodePublishVolume(CallContext().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ExpectSampleImageContent(pods_ + "/inline");
+  Spit(pods_ + "/inline/scratch", "temporary");
+  ASSERT_TRUE(Unpublish("csi-ephemeral-1", pods_ + "/inline").ok());
+  EXPECT_TRUE(MountsUnder(dir_).empty());
+  // Gone with its pod: a new inline volume with the same id starts clean.
+  ASSERT_TRUE(plugin_->node().NodePublishVolume(CallContext().get(), request, &response).ok());
+  EXPECT_FALSE(Exists(pods_ + "/inline/scratch"));
+  ASSERT_TRUE(Unpublish("csi-ephemeral-1", pods_ + "/inline").ok());
+}
+
+TEST_P(E2eTest, SigtermStopsCleanlyAndARestartSeesEverything) {
+  Import(g_samples + "/layout", "sample:oci");
+  ::csi::v1::CreateVolumeResponse created;
+  ASSERT_TRUE(Create("pvc-1", "sample:oci", &created).ok());
+  const std::string id = created.volume().volume_id();
+  std::string staging = pods_ + "/staging";
+  ASSERT_TRUE(Stage(id, staging).ok());
+  ASSERT_TRUE(Publish(id, staging, pods_ + "/pod").ok());
+  Spit(pods_ + "/pod/kept", "survives restarts");
+  EXPECT_EQ(plugin_->Stop(), 0);
+  EXPECT_FALSE(Exists(plugin_->csi_socket())) << "socket removed on clean exit";
+  EXPECT_EQ(Slurp(pods_ + "/pod/kept"), "survives restarts") << "mounts outlive the plugin";
+  StartPlugin();
+  ASSERT_TRUE(Publish(id, staging, pods_ + "/pod").ok());
+  ASSERT_TRUE(Unpublish(id, pods_ + "/pod").ok());
+  ASSERT_TRUE(Unstage(id, staging).ok());
+  ASSERT_TRUE(Stage(id, staging).ok());
+  EXPECT_EQ(Slurp(staging + "/kept"), "survives restarts");
+  ASSERT_TRUE(Unstage(id, staging).ok());
+  ASSERT_TRUE(Delete(id).ok());
+}
+
+TEST_P(E2eTest, ASecondPluginOnTheSameSocketRefusesToStart) {
+  PluginProcess second(STRATA_CSI_BINARY, dir_, GetParam());
+  EXPECT_EQ(second.RunExpectingExit(10000), 1);
+  EXPECT_NE(Slurp(dir_ + "/plugin-second.log").find("another"), std::string::npos)
+      << Slurp(dir_ + "/plugin-second.log");
+  // The first one is undisturbed.
+  ::csi::v1::ProbeResponse probe;
+  EXPECT_TRUE(plugin_->identity().Probe(CallContext().get(), {}, &probe).ok());
+  // And a stale socket left by a killed plugin is replaced.
+  plugin_->Kill();
+  EXPECT_TRUE(Exists(plugin_->csi_socket()));
+  StartPlugin();
+}
+
+// kill -9 at every step of a volume's life, then restart and retry as kubelet would: the walk
+// completes, the pod's data survives, and nothing is leaked.
+TEST_P(E2eTest, KillNineAtEveryStepThenRetrySucceeds) {
+  Import(g_samples + "/layout", "sample:oci");
+  const std::vector<std::string> crash_points = {
+      "create-after-intent",   "create-after-prepare", "stage-after-intent",
+      "stage-after-mount",     "publish-after-mount",  "unstage-after-intent",
+      "unstage-after-unmount", "delete-after-intent",  "delete-after-remove"};
+  for (const std::string& point : crash_points) {
+    SCOPED_TRACE(point);
+    plugin_->Kill();
+    StartPlugin({{"STRATA_CRASH_POINT", point}});
+    std::string name = "pvc-" + point;
+    std::string staging = pods_ + "/staging-" + point;
+    std::string target = pods_ + "/pod-" + point;
+    std::string volume_id;
+    bool crashed = false;
+    // Each step is retried after a restart until it succeeds, exactly as kubelet retries.
+    auto step = [&](const std::function<grpc::Status()>& call) {
+      grpc::Status status = call();
+      if (status.ok()) return;
+      ASSERT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+      ASSERT_TRUE(plugin_->WaitForDeath(5000));
+      ASSERT_FALSE(crashed) << "crashed twice";
+      crashed = true;
+      StartPlugin();
+      status = call();
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    };
+    step([&] {
+      ::csi::v1::CreateVolumeResponse created;
+      grpc::Status status = Create(name, "sample:oci", &created);
+      volume_id = created.volume().volume_id();
+      return status;
+    });
+    if (HasFatalFailure()) return;
+    step([&] { return Stage(volume_id, staging); });
+    step([&] { return Publish(volume_id, staging, target); });
+    if (HasFatalFailure()) return;
+    Spit(target + "/precious", point);
+    step([&] { return Unpublish(volume_id, target); });
+    step([&] { return Unstage(volume_id, staging); });
+    if (HasFatalFailure()) return;
+    // The pod's data is intact: stage again (no crash point armed now) and read it.
+    if (!crashed) {
+      plugin_->Kill();
+      StartPlugin();
+    }
+    ASSERT_TRUE(Stage(volume_id, staging).ok());
+    EXPECT_EQ(Slurp(staging + "/precious"), point);
+    ASSERT_TRUE(Unstage(volume_id, staging).ok());
+    if (point.rfind("delete", 0) == 0) {
+      plugin_->Kill();
+      StartPlugin({{"STRATA_CRASH_POINT", point}});
+      crashed = false;
+    }
+    step([&] { return Delete(volume_id); });
+    if (HasFatalFailure()) return;
+    EXPECT_TRUE(crashed) << "the crash point was never reached";
+  }
+  // Nothing leaked: no mounts, no writable layers, only the image's layers.
+  plugin_->Kill();
+  StartPlugin();
+  EXPECT_TRUE(MountsUnder(dir_).empty());
+  ::csi::v1::ListVolumesResponse listed;
+  ASSERT_TRUE(plugin_->controller().ListVolumes(CallContext().get(), {}, &listed).ok());
+  EXPECT_EQ(listed.entries_size(), 0);
+  if (GetParam() == "overlay") {
+    std::string active = plugin_->root() + "/overlay/active";
+    int left = 0;
+    if (DIR* d = opendir(active.c_str())) {
+      while (dirent* e = readdir(d)) left += e->d_name[0] != '.';
+      closedir(d);
+    }
+    EXPECT_EQ(left, 0) << "writable layers leaked under " << active;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, E2eTest, ::testing::Values("overlay", "vfs"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace strata::e2e
