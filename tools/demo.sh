@@ -24,7 +24,12 @@ bold "Installing dependencies and building (first run takes a few minutes)"
 csi=$build/cmd/strata-csi
 ctl=$build/cmd/stratactl
 walk=$build/cmd/csi-walk
-rm -rf "$demo/kubelet"
+# Start from an empty store each run, so the output reads the same every time.
+if grep -q " $demo/" /proc/self/mountinfo; then
+  echo "demo.sh: something is still mounted under $demo; unmount it first" >&2
+  exit 1
+fi
+rm -rf "$demo/kubelet" "$demo/store"
 mkdir -p "$demo/kubelet"
 export CSI_ENDPOINT=unix://$demo/csi.sock
 export STRATA_ADMIN_ENDPOINT=unix://$demo/store/admin.sock
