@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "drivers/btrfs/btrfs_driver.h"
+#include "drivers/fs_util.h"
 #include "drivers/overlay/overlay_driver.h"
 #include "drivers/vfs/vfs_driver.h"
 
@@ -24,11 +26,30 @@ absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name,
     ASSIGN_OR_RETURN(std::unique_ptr<VfsDriver> driver, VfsDriver::Create(root));
     return std::unique_ptr<Driver>(std::move(driver));
   }
-  if (name == "btrfs" || name == "devmapper") {
+  if (name == "btrfs") {
+    ASSIGN_OR_RETURN(std::unique_ptr<BtrfsDriver> driver, BtrfsDriver::Create(root));
+    return std::unique_ptr<Driver>(std::move(driver));
+  }
+  if (name == "auto") {
+    // btrfs when --root is on btrfs (no copies, capacity via quotas), else overlay. Never vfs:
+    // its full copies must be asked for.
+    if (root.empty() || root[0] != '/') {
+      return absl::InvalidArgumentError("driver root must be an absolute path: " + root);
+    }
+    RETURN_IF_ERROR(MakeDirs(root));
+    absl::Status btrfs = BtrfsSupported(root);
+    if (btrfs.ok()) return NewDriver("btrfs", root);
+    absl::Status overlay = OverlaySupported(root);
+    if (overlay.ok()) return NewDriver("overlay", root);
+    return absl::FailedPreconditionError(
+        "driver auto: no driver can run at " + root + ": " + std::string(btrfs.message()) + "; " +
+        std::string(overlay.message()) + "; pick one with --driver (vfs copies every layer)");
+  }
+  if (name == "devmapper") {
     return absl::UnimplementedError("the " + name + " driver is not available in this build yet");
   }
-  return absl::InvalidArgumentError("unknown driver \"" + name +
-                                    "\"; valid names: " + absl::StrJoin(KnownDriverNames(), ", "));
+  return absl::InvalidArgumentError("unknown driver \"" + name + "\"; valid names: " +
+                                    absl::StrJoin(KnownDriverNames(), ", ") + ", auto");
 }
 
 }  // namespace strata::drivers

@@ -2,7 +2,9 @@
 // drivers describe, the legacy overlay option-length check, and the tree helpers.
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -169,7 +171,7 @@ TEST(RegistryTest, KnowsFourDriversAndBuildsTheImplementedOnes) {
   } else {
     EXPECT_EQ(overlay.status().code(), absl::StatusCode::kFailedPrecondition);
   }
-  for (const char* name : {"btrfs", "devmapper"}) {
+  for (const char* name : {"devmapper"}) {
     auto driver = drivers::NewDriver(name, root);
     EXPECT_EQ(driver.status().code(), absl::StatusCode::kUnimplemented) << name;
     EXPECT_THAT(std::string(driver.status().message()), HasSubstr("not available"));
@@ -178,6 +180,33 @@ TEST(RegistryTest, KnowsFourDriversAndBuildsTheImplementedOnes) {
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("overlay, vfs, btrfs, devmapper"));
   EXPECT_EQ(drivers::NewDriver("vfs", "relative/root").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(drivers::RemoveTree(root).ok());
+}
+
+// The btrfs driver refuses a root that is not on btrfs, says why, and leaves nothing behind;
+// "auto" then picks overlay (or explains why neither can run), never vfs.
+TEST(RegistryTest, BtrfsNeedsBtrfsAndAutoFallsBackToOverlay) {
+  std::string root = MakeTempDir();
+  struct statfs fs;
+  ASSERT_EQ(statfs(root.c_str(), &fs), 0);
+  if (static_cast<unsigned long>(fs.f_type) == BTRFS_SUPER_MAGIC) {
+    GTEST_SKIP() << root << " is on btrfs; the root btrfs tests cover that case";
+  }
+  auto btrfs = drivers::NewDriver("btrfs", root);
+  EXPECT_EQ(btrfs.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(btrfs.status().message()), HasSubstr(root + " is on "));
+  EXPECT_THAT(std::string(btrfs.status().message()), HasSubstr("not btrfs"));
+  struct stat st;
+  EXPECT_NE(stat((root + "/btrfs").c_str(), &st), 0);
+  auto automatic = drivers::NewDriver("auto", root);
+  if (automatic.ok()) {
+    EXPECT_EQ((*automatic)->name(), "overlay");
+  } else {
+    EXPECT_EQ(automatic.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(automatic.status().message()), HasSubstr("not btrfs"));
+  }
+  EXPECT_EQ(drivers::NewDriver("auto", "relative").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(drivers::RemoveTree(root).ok());
 }
