@@ -31,6 +31,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sys/mounter.h"
+#include "tests/drivers/loop_btrfs.h"
 
 namespace strata {
 namespace {
@@ -40,7 +41,7 @@ using drivers::Chain;
 using drivers::CommitMode;
 using ::testing::HasSubstr;
 
-const std::vector<std::string> kDrivers = {"overlay", "vfs"};
+const std::vector<std::string> kDrivers = {"overlay", "vfs", "btrfs"};
 
 void WriteFile(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::trunc);
@@ -83,8 +84,17 @@ class DriverConformanceTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (real mounts)";
-    char base[] = "/var/tmp/strata-test-XXXXXX";
-    ASSERT_NE(mkdtemp(base), nullptr);
+    std::string parent = "/var/tmp";
+    if (GetParam() == "btrfs") {
+      // A real btrfs on a loop file, shared by the process' btrfs tests
+      // (tests/drivers/loop_btrfs.h).
+      auto mount_point = testing::SharedBtrfsMountPoint();
+      if (!mount_point.ok())
+        GTEST_SKIP() << "no btrfs for the btrfs driver: " << mount_point.status();
+      parent = *mount_point;
+    }
+    std::string base = parent + "/strata-test-XXXXXX";
+    ASSERT_NE(mkdtemp(base.data()), nullptr);
     base_ = base;
     // A realistic, long root: the legacy overlay path must really use short relative names.
     root_ = base_ + "/var/lib/kubelet/plugins/strata.csi.storage.example.com/node-root";
@@ -104,6 +114,15 @@ class DriverConformanceTest : public ::testing::TestWithParam<std::string> {
     for (auto it = targets_.rbegin(); it != targets_.rend(); ++it) {
       for (int i = 0; i < 4 && mounter_ && *mounter_->IsMountPoint(*it); ++i) {
         EXPECT_TRUE(mounter_->Unmount(*it, /*detach=*/true).ok());
+      }
+    }
+    // Through the driver first: btrfs layers are read-only subvolumes a tree walk cannot empty.
+    if (driver_) {
+      auto ids = driver_->Walk();
+      EXPECT_TRUE(ids.ok()) << ids.status();
+      for (const std::string& id : ids.value_or(std::vector<std::string>{})) {
+        absl::Status status = driver_->Remove(id);
+        EXPECT_TRUE(status.ok()) << status;
       }
     }
     absl::Status removed = drivers::RemoveTree(base_);
