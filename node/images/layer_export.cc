@@ -124,10 +124,10 @@ absl::Status TarWriter::Open(const std::string& out_path) {
   if (fchmod(fd, 0644) != 0) return ErrnoStatus(errno, "chmod", temp_path_);
   archive_ = archive_write_new();
   if (archive_ == nullptr) return absl::ResourceExhaustedError("archive_write_new");
-  // Full PAX: nanosecond mtimes and xattrs need extended headers. Names are stored as their raw
-  // bytes (hdrcharset=BINARY), so the output does not depend on the process locale.
+  // Full PAX: nanosecond mtimes and xattrs need extended headers. In the "C" locale (Strata never
+  // calls setlocale) ASCII names need none and other names are stored as their raw bytes with
+  // hdrcharset=BINARY; forcing BINARY for every entry would double small entries' size.
   if (archive_write_set_format_pax(archive_) != ARCHIVE_OK ||
-      archive_write_set_format_option(archive_, "pax", "hdrcharset", "BINARY") < ARCHIVE_WARN ||
       archive_write_set_bytes_in_last_block(archive_, 1) != ARCHIVE_OK ||
       archive_write_open(archive_, this, nullptr, WriteCallback, nullptr) != ARCHIVE_OK) {
     return ArchiveError("open tar writer");
@@ -345,11 +345,31 @@ absl::StatusOr<ExportResult> ExportTreeDiff(const std::string& lower_dir,
       }
     }
   }
+  ASSIGN_OR_RETURN(UniqueFd root, OpenTreeRoot(upper_dir));
+  // Every parent directory of a change too (as containerd does): extracting an entry rewrites its
+  // parent, whose mode, owner and times then come back only from its own entry.
+  std::set<std::string> parents;
+  for (const auto& c : changes) {
+    for (size_t slash = c.entry.rel.find('/'); slash != std::string::npos;
+         slash = c.entry.rel.find('/', slash + 1)) {
+      std::string parent = c.entry.rel.substr(0, slash);
+      if (listed.count(parent) == 0) parents.insert(std::move(parent));
+    }
+  }
+  for (const std::string& parent : parents) {
+    auto [grand, base] = SplitParent(parent);
+    ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(root.get(), grand, O_PATH | O_DIRECTORY | O_CLOEXEC,
+                                               kResolveNoSymlinks));
+    ASSIGN_OR_RETURN(FsEntry entry, tree_internal::ReadEntry(dir.get(), base, parent));
+    if (!S_ISDIR(entry.mode)) {
+      return absl::AbortedError(absl::StrCat(parent, ": changed while being exported"));
+    }
+    changes.push_back(tree_internal::DetailedChange{TreeChange::kChanged, std::move(entry)});
+  }
   std::sort(changes.begin(), changes.end(), [](const auto& a, const auto& b) {
     return tree_internal::PathLess(a.entry.rel, b.entry.rel);
   });
 
-  ASSIGN_OR_RETURN(UniqueFd root, OpenTreeRoot(upper_dir));
   TarWriter writer(/*drop_overlay_xattrs=*/false);
   RETURN_IF_ERROR(writer.Open(out_tar_path));
   for (const auto& change : changes) {

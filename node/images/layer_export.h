@@ -42,7 +42,9 @@ absl::StatusOr<ExportResult> ExportOverlayLayer(const std::string& layer_dir,
                                                 const std::string& out_tar_path);
 
 // For drivers whose layers are full trees (vfs, btrfs, devmapper): what `upper_dir` adds and
-// changes over `lower_dir` (DiffTrees), plus `.wh.NAME` for what it deleted. A file that gained
+// changes over `lower_dir` (DiffTrees), plus `.wh.NAME` for what it deleted, plus every parent
+// directory of those (extracting an entry rewrites its parent, whose metadata then comes back
+// from its own entry; containerd does the same). A file that gained
 // or kept hardlinks is written with its whole hardlink group, so links are rebuilt on extraction.
 // `lower_dir` "" makes a base layer: the whole of `upper_dir`.
 absl::StatusOr<ExportResult> ExportTreeDiff(const std::string& lower_dir,
