@@ -17,6 +17,11 @@ const std::vector<std::string>& KnownDriverNames() {
 
 absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name,
                                                   const std::string& root) {
+  return NewDriver(name, root, DriverOptions{});
+}
+
+absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name, const std::string& root,
+                                                  const DriverOptions& options) {
   if (name == "overlay") {
     ASSIGN_OR_RETURN(std::unique_ptr<OverlayDriver> driver, OverlayDriver::Create(root));
     RETURN_IF_ERROR(OverlaySupported(root + "/overlay"));
@@ -46,7 +51,9 @@ absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name,
         std::string(overlay.message()) + "; pick one with --driver (vfs copies every layer)");
   }
   if (name == "devmapper") {
-    return absl::UnimplementedError("the " + name + " driver is not available in this build yet");
+    ASSIGN_OR_RETURN(std::unique_ptr<DevmapperDriver> driver,
+                     NewDevmapperDriver(root, options.devmapper));
+    return std::unique_ptr<Driver>(std::move(driver));
   }
   return absl::InvalidArgumentError("unknown driver \"" + name + "\"; valid names: " +
                                     absl::StrJoin(KnownDriverNames(), ", ") + ", auto");

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "drivers/devmapper/devmapper_driver.h"
 #include "drivers/driver.h"
 
 namespace strata::drivers {
@@ -20,5 +21,12 @@ const std::vector<std::string>& KnownDriverNames();
 // with the reason. `name` may also be "auto": btrfs when `root` is on btrfs, else overlay when
 // overlayfs works there, else FailedPrecondition with both reasons (never vfs silently).
 absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name, const std::string& root);
+
+// What some drivers need besides a root (strata-csi's --dm-* flags).
+struct DriverOptions {
+  DevmapperOptions devmapper;  // devmapper needs devmapper.thin_pool
+};
+absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name, const std::string& root,
+                                                  const DriverOptions& options);
 
 }  // namespace strata::drivers
