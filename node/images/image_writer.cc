@@ -453,11 +453,16 @@ absl::Status WriteOciLayout(const ImageToWrite& image, const std::vector<std::st
       ASSIGN_OR_RETURN(OpenLayer in, OpenLayerTar(layer));
       digest = layer.diff_id;
       size = in.size;
+      std::string copied;
       if (written.insert(digest).second) {
-        ASSIGN_OR_RETURN(std::string copied, sink.AddFile("blobs/sha256/" + digest.substr(7),
-                                                          in.fd.get(), in.size, layer.tar_path));
-        RETURN_IF_ERROR(CheckDigest(copied, layer));
+        ASSIGN_OR_RETURN(copied, sink.AddFile("blobs/sha256/" + digest.substr(7), in.fd.get(),
+                                              in.size, layer.tar_path));
+      } else {
+        // The same DiffID twice (e.g. two empty layers): one blob, but this tar is checked too.
+        ASSIGN_OR_RETURN(copied, StreamFile(in.fd.get(), in.size, layer.tar_path,
+                                            [](const char*, size_t) { return absl::OkStatus(); }));
       }
+      RETURN_IF_ERROR(CheckDigest(copied, layer));
     }
     layers.push_back({{"mediaType", options.gzip_layers ? kLayerTarGzip : kLayerTar},
                       {"digest", digest},
