@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -68,9 +69,21 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown parameter(s) ", absl::StrJoin(unknown, ", "), "; Strata accepts: image"));
     }
+    std::string source_snapshot, source_volume;
     if (request->has_volume_content_source()) {
-      return absl::InvalidArgumentError(
-          "volume_content_source is not supported yet (snapshots and clones come with commits)");
+      const auto& source = request->volume_content_source();
+      if (source.has_snapshot())
+        source_snapshot = source.snapshot().snapshot_id();
+      else if (source.has_volume())
+        source_volume = source.volume().volume_id();
+      if (source_snapshot.empty() && source_volume.empty()) {
+        return absl::InvalidArgumentError(
+            "volume_content_source must name a snapshot_id or a volume_id");
+      }
+      if (!image.empty()) {
+        return absl::InvalidArgumentError(
+            "give either parameters.image or a volume_content_source, not both");
+      }
     }
     int64_t required = request->capacity_range().required_bytes();
     int64_t limit = request->capacity_range().limit_bytes();
@@ -103,13 +116,30 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
     params.name = request->name();
     params.image = image;
     params.capacity_bytes = capacity;
+    params.source_snapshot_id = source_snapshot;
+    params.source_volume_id = source_volume;
     params.fingerprint =
-        absl::StrCat("image=", image, " required_bytes=", required, " limit_bytes=", limit);
+        absl::StrCat("image=", image, " required_bytes=", required, " limit_bytes=", limit,
+                     " snapshot=", source_snapshot, " volume=", source_volume);
     ASSIGN_OR_RETURN(
         node::VolumeLocks::Lock lock,
         context_->locks->TryAcquire("name/" + request->name(), "volume name " + request->name()));
+    // A clone commits its source: hold the source's lock like any operation on it.
+    std::optional<node::VolumeLocks::Lock> source_lock;
+    if (!source_volume.empty()) {
+      ASSIGN_OR_RETURN(node::VolumeLocks::Lock held,
+                       context_->locks->TryAcquire(source_volume, "volume " + source_volume));
+      source_lock.emplace(std::move(held));
+    }
     ASSIGN_OR_RETURN(node::VolumeRecord record, context_->volumes->Create(params));
     FillVolume(record, response->mutable_volume());
+    if (!source_snapshot.empty()) {
+      response->mutable_volume()->mutable_content_source()->mutable_snapshot()->set_snapshot_id(
+          source_snapshot);
+    } else if (!source_volume.empty()) {
+      response->mutable_volume()->mutable_content_source()->mutable_volume()->set_volume_id(
+          source_volume);
+    }
     return absl::OkStatus();
   });
 }
@@ -204,13 +234,116 @@ grpc::Status ControllerService::GetCapacity(grpc::ServerContext*,
   });
 }
 
+void ControllerService::FillSnapshot(const node::SnapshotRecord& record,
+                                     ::csi::v1::Snapshot* snapshot) {
+  snapshot->set_snapshot_id(record.id);
+  snapshot->set_source_volume_id(record.source_volume_id);
+  snapshot->set_size_bytes(record.size_bytes);
+  snapshot->mutable_creation_time()->set_seconds(record.created_unix);
+  snapshot->set_ready_to_use(record.state == "ready");
+}
+
+grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,
+                                               const ::csi::v1::CreateSnapshotRequest* request,
+                                               ::csi::v1::CreateSnapshotResponse* response) {
+  return context_->Call("CreateSnapshot", request->source_volume_id(), [&]() -> absl::Status {
+    if (request->name().empty()) return absl::InvalidArgumentError("name is required");
+    if (request->source_volume_id().empty())
+      return absl::InvalidArgumentError("source_volume_id is required");
+    for (const auto& [key, value] : request->parameters()) {
+      if (!absl::StartsWith(key, kProvisionerPrefix)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown snapshot parameter ", key, "; Strata accepts none"));
+      }
+    }
+    // One commit per volume at a time, and one call per snapshot name: concurrent calls for
+    // the same snapshot get ABORTED and, retried, the snapshot the first one made.
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock name_lock,
+        context_->locks->TryAcquire("snapshot/" + request->name(), "snapshot " + request->name()));
+    ASSIGN_OR_RETURN(node::VolumeLocks::Lock volume_lock,
+                     context_->locks->TryAcquire(request->source_volume_id(),
+                                                 "volume " + request->source_volume_id()));
+    ASSIGN_OR_RETURN(
+        node::SnapshotRecord snapshot,
+        context_->volumes->CreateSnapshot(request->source_volume_id(), request->name()));
+    FillSnapshot(snapshot, response->mutable_snapshot());
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*,
+                                               const ::csi::v1::DeleteSnapshotRequest* request,
+                                               ::csi::v1::DeleteSnapshotResponse*) {
+  return context_->Call("DeleteSnapshot", request->snapshot_id(), [&]() -> absl::Status {
+    if (request->snapshot_id().empty())
+      return absl::InvalidArgumentError("snapshot_id is required");
+    ASSIGN_OR_RETURN(node::VolumeLocks::Lock lock,
+                     context_->locks->TryAcquire("snapshot-id/" + request->snapshot_id(),
+                                                 "snapshot " + request->snapshot_id()));
+    return context_->volumes->DeleteSnapshot(request->snapshot_id());
+  });
+}
+
+grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
+                                              const ::csi::v1::ListSnapshotsRequest* request,
+                                              ::csi::v1::ListSnapshotsResponse* response) {
+  return context_->Call("ListSnapshots", request->source_volume_id(), [&]() -> absl::Status {
+    if (request->max_entries() < 0)
+      return absl::InvalidArgumentError("max_entries must not be negative");
+    ASSIGN_OR_RETURN(std::vector<node::SnapshotRecord> all, context_->volumes->ListSnapshots());
+    std::vector<node::SnapshotRecord> snapshots;
+    for (node::SnapshotRecord& snapshot : all) {
+      if (snapshot.state != "ready") continue;  // not cut yet: never listed
+      if (!request->snapshot_id().empty() && snapshot.id != request->snapshot_id()) continue;
+      if (!request->source_volume_id().empty() &&
+          snapshot.source_volume_id != request->source_volume_id())
+        continue;
+      snapshots.push_back(std::move(snapshot));
+    }
+    auto first = snapshots.begin();
+    if (!request->starting_token().empty()) {
+      first = std::find_if(snapshots.begin(), snapshots.end(), [&](const auto& snapshot) {
+        return snapshot.id >= request->starting_token();
+      });
+      if (first == snapshots.end() || first->id != request->starting_token()) {
+        return absl::AbortedError(absl::StrCat("starting_token ", request->starting_token(),
+                                               " does not name a snapshot; list again"));
+      }
+    }
+    int limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
+    auto it = first;
+    for (; it != snapshots.end() && limit > 0; ++it, --limit)
+      FillSnapshot(*it, response->add_entries()->mutable_snapshot());
+    if (it != snapshots.end()) response->set_next_token(it->id);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status ControllerService::GetSnapshot(grpc::ServerContext*,
+                                            const ::csi::v1::GetSnapshotRequest* request,
+                                            ::csi::v1::GetSnapshotResponse* response) {
+  return context_->Call("GetSnapshot", request->snapshot_id(), [&]() -> absl::Status {
+    if (request->snapshot_id().empty())
+      return absl::InvalidArgumentError("snapshot_id is required");
+    ASSIGN_OR_RETURN(node::SnapshotRecord snapshot,
+                     context_->volumes->GetSnapshot(request->snapshot_id()));
+    FillSnapshot(snapshot, response->mutable_snapshot());
+    return absl::OkStatus();
+  });
+}
+
 grpc::Status ControllerService::ControllerGetCapabilities(
     grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest*,
     ::csi::v1::ControllerGetCapabilitiesResponse* response) {
   return context_->Call("ControllerGetCapabilities", "", [&] {
     for (auto type : {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME,
                       ControllerServiceCapability::RPC::LIST_VOLUMES,
-                      ControllerServiceCapability::RPC::GET_CAPACITY}) {
+                      ControllerServiceCapability::RPC::GET_CAPACITY,
+                      ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
+                      ControllerServiceCapability::RPC::LIST_SNAPSHOTS,
+                      ControllerServiceCapability::RPC::GET_SNAPSHOT,
+                      ControllerServiceCapability::RPC::CLONE_VOLUME}) {
       response->add_capabilities()->mutable_rpc()->set_type(type);
     }
     return absl::OkStatus();

@@ -22,6 +22,14 @@ class ControllerService final : public ::csi::v1::Controller::Service {
                            ::csi::v1::ListVolumesResponse* response) override;
   grpc::Status GetCapacity(grpc::ServerContext*, const ::csi::v1::GetCapacityRequest* request,
                            ::csi::v1::GetCapacityResponse* response) override;
+  grpc::Status CreateSnapshot(grpc::ServerContext*, const ::csi::v1::CreateSnapshotRequest* request,
+                              ::csi::v1::CreateSnapshotResponse* response) override;
+  grpc::Status DeleteSnapshot(grpc::ServerContext*, const ::csi::v1::DeleteSnapshotRequest* request,
+                              ::csi::v1::DeleteSnapshotResponse* response) override;
+  grpc::Status ListSnapshots(grpc::ServerContext*, const ::csi::v1::ListSnapshotsRequest* request,
+                             ::csi::v1::ListSnapshotsResponse* response) override;
+  grpc::Status GetSnapshot(grpc::ServerContext*, const ::csi::v1::GetSnapshotRequest* request,
+                           ::csi::v1::GetSnapshotResponse* response) override;
   grpc::Status ControllerGetCapabilities(
       grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest* request,
       ::csi::v1::ControllerGetCapabilitiesResponse* response) override;
@@ -30,6 +38,7 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   // True when `topology` names this node (or says nothing about nodes).
   bool IsThisNode(const ::csi::v1::Topology& topology) const;
   void FillVolume(const node::VolumeRecord& record, ::csi::v1::Volume* volume) const;
+  static void FillSnapshot(const node::SnapshotRecord& record, ::csi::v1::Snapshot* snapshot);
 
   PluginContext* context_;
 };

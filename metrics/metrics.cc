@@ -50,7 +50,28 @@ Metrics::Metrics()
       build_info_(prometheus::BuildGauge()
                       .Name("strata_build_info")
                       .Help("Always 1; labels carry the version and the storage driver.")
-                      .Register(*registry_)) {}
+                      .Register(*registry_)),
+      commit_duration_(prometheus::BuildHistogram()
+                           .Name("strata_commit_duration_seconds")
+                           .Help("Time to commit a volume's writable layer into a layer.")
+                           .Register(*registry_)),
+      committed_bytes_(prometheus::BuildCounter()
+                           .Name("strata_committed_bytes_total")
+                           .Help("Bytes written into committed layers.")
+                           .Register(*registry_)),
+      chain_depth_(prometheus::BuildHistogram()
+                       .Name("strata_volume_chain_depth")
+                       .Help("Layers under each new volume or commit.")
+                       .Register(*registry_)),
+      snapshots_(prometheus::BuildGauge()
+                     .Name("strata_snapshots")
+                     .Help("CSI snapshots on this node, by state.")
+                     .Register(*registry_)),
+      shared_bytes_(prometheus::BuildGauge()
+                        .Name("strata_shared_bytes")
+                        .Help("Bytes saved by layers shared between images, volumes and "
+                              "snapshots.")
+                        .Register(*registry_)) {}
 
 void Metrics::ObserveCsiCall(std::string_view method, std::string_view grpc_code, double seconds) {
   csi_duration_.Add({{"method", std::string(method)}}, kCallBuckets).Observe(seconds);
@@ -68,6 +89,23 @@ void Metrics::SetStoreFreeBytes(int64_t bytes) {
 }
 void Metrics::ObserveMount(std::string_view operation, double seconds) {
   mount_duration_.Add({{"operation", std::string(operation)}}, kMountBuckets).Observe(seconds);
+}
+void Metrics::ObserveCommit(const std::string& driver, double seconds, int64_t bytes) {
+  static const prometheus::Histogram::BucketBoundaries kCommitBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+  commit_duration_.Add({{"driver", driver}}, kCommitBuckets).Observe(seconds);
+  committed_bytes_.Add({}).Increment(static_cast<double>(bytes));
+}
+void Metrics::ObserveChainDepth(int depth) {
+  static const prometheus::Histogram::BucketBoundaries kDepthBuckets = {1,  2,  4,   8,   16,
+                                                                        32, 64, 128, 256, 500};
+  chain_depth_.Add({}, kDepthBuckets).Observe(depth);
+}
+void Metrics::SetSnapshots(std::string_view state, int64_t count) {
+  snapshots_.Add({{"state", std::string(state)}}).Set(static_cast<double>(count));
+}
+void Metrics::SetSharedBytes(int64_t bytes) {
+  shared_bytes_.Add({}).Set(static_cast<double>(bytes));
 }
 void Metrics::SetBuildInfo(std::string_view version, std::string_view driver) {
   build_info_.Add({{"version", std::string(version)}, {"driver", std::string(driver)}}).Set(1);

@@ -35,6 +35,15 @@ class Metrics {
   // strata_mount_operation_duration_seconds{operation}: each mount/unmount the plugin performs.
   void ObserveMount(std::string_view operation, double seconds);
 
+  // strata_commit_duration_seconds{driver} and strata_committed_bytes_total.
+  void ObserveCommit(const std::string& driver, double seconds, int64_t bytes);
+  // strata_volume_chain_depth: depth of the chain under each new volume or commit.
+  void ObserveChainDepth(int depth);
+  // strata_snapshots{state}.
+  void SetSnapshots(std::string_view state, int64_t count);
+  // strata_shared_bytes: bytes that layer sharing saves (see LayerStore::SharedBytes).
+  void SetSharedBytes(int64_t bytes);
+
   // strata_build_info{version,driver} = 1.
   void SetBuildInfo(std::string_view version, std::string_view driver);
 
@@ -49,6 +58,11 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& store_free_bytes_;
   prometheus::Family<prometheus::Histogram>& mount_duration_;
   prometheus::Family<prometheus::Gauge>& build_info_;
+  prometheus::Family<prometheus::Histogram>& commit_duration_;
+  prometheus::Family<prometheus::Counter>& committed_bytes_;
+  prometheus::Family<prometheus::Histogram>& chain_depth_;
+  prometheus::Family<prometheus::Gauge>& snapshots_;
+  prometheus::Family<prometheus::Gauge>& shared_bytes_;
 };
 
 }  // namespace strata::metrics

@@ -1,6 +1,7 @@
 #include "node/layer_store.h"
 
 #include <ctime>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -204,7 +205,16 @@ absl::Status LayerStore::RemoveImage(const std::string& name) {
 }
 
 absl::StatusOr<GcResult> LayerStore::GarbageCollect(bool dry_run) {
+  return Collect(dry_run, /*commits_only=*/false);
+}
+
+absl::StatusOr<GcResult> LayerStore::CollectUnreferencedCommits() {
+  return Collect(/*dry_run=*/false, /*commits_only=*/true);
+}
+
+absl::StatusOr<GcResult> LayerStore::Collect(bool dry_run, bool commits_only) {
   std::lock_guard<std::mutex> lock(import_mutex_);
+  std::unique_lock<std::shared_mutex> no_pins(pin_mutex_);
   GcResult result;
   std::set<std::string> doomed;
   std::vector<LayerRecord> removed;
@@ -213,6 +223,7 @@ absl::StatusOr<GcResult> LayerStore::GarbageCollect(bool dry_run) {
     // Deepest first, so a chain whose top goes frees its parents in the same pass.
     for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
       if (it->state != "ready") continue;
+      if (commits_only && !it->diff_id.empty()) continue;
       ASSIGN_OR_RETURN(int references, metadata_->LayerReferences(it->chain_id));
       int doomed_children = 0;
       for (const LayerRecord& other : layers)
@@ -262,6 +273,31 @@ absl::Status LayerStore::Recover(const std::vector<std::string>& keep_driver_ids
     RETURN_IF_ERROR(driver_->Remove(id));
   }
   return RemoveTree(scratch_dir_);
+}
+
+absl::StatusOr<int64_t> LayerStore::SharedBytes() {
+  ASSIGN_OR_RETURN(std::vector<LayerRecord> layers, metadata_->ListLayers());
+  std::map<std::string, const LayerRecord*> by_chain;
+  for (const LayerRecord& layer : layers) by_chain[layer.chain_id] = &layer;
+  std::map<std::string, int64_t> users;
+  auto use_chain = [&](std::string chain_id) {
+    while (!chain_id.empty()) {
+      auto it = by_chain.find(chain_id);
+      if (it == by_chain.end()) break;
+      ++users[chain_id];
+      chain_id = it->second->parent_chain_id;
+    }
+  };
+  ASSIGN_OR_RETURN(std::vector<ImageRecord> images, metadata_->ListImages());
+  for (const ImageRecord& image : images) use_chain(image.chain_id);
+  ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, metadata_->ListVolumes());
+  for (const VolumeRecord& volume : volumes) use_chain(volume.chain_id);
+  ASSIGN_OR_RETURN(std::vector<SnapshotRecord> snapshots, metadata_->ListSnapshots());
+  for (const SnapshotRecord& snapshot : snapshots) use_chain(snapshot.chain_id);
+  int64_t shared = 0;
+  for (const auto& [chain_id, count] : users)
+    if (count > 1) shared += by_chain[chain_id]->size_bytes * (count - 1);
+  return shared;
 }
 
 absl::StatusOr<StoreStats> LayerStore::Stats() {

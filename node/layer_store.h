@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -54,22 +55,36 @@ class LayerStore {
   // Driver ids of `chain_id`'s chain, top first; "" is the empty base (empty chain).
   absl::StatusOr<drivers::Chain> DriverChain(const std::string& chain_id);
 
+  // Held (shared) by whoever is about to add a reference to existing layers — a volume created
+  // on an image, a commit on a volume's chain — so that garbage collection (exclusive) cannot
+  // remove those layers in between.
+  std::shared_lock<std::shared_mutex> PinLayers() {
+    return std::shared_lock<std::shared_mutex>(pin_mutex_);
+  }
+
   absl::Status RemoveImage(const std::string& name);
   // Removes every ready layer no image, volume or child layer uses (repeatedly, so whole
   // unused chains go). Metadata first, content after: a crash in between leaves content that
   // Recover() removes, never metadata pointing at nothing.
   absl::StatusOr<GcResult> GarbageCollect(bool dry_run);
+  // The same, limited to committed layers (no DiffID): what DeleteSnapshot and DeleteVolume free
+  // at once. Imported layers wait for an explicit gc, so a re-import is never needed by surprise.
+  absl::StatusOr<GcResult> CollectUnreferencedCommits();
 
   // Start-up: removes layers left "creating", driver content the metadata does not know
   // (except `keep_driver_ids`, e.g. volumes' writable layers), and the scratch directory.
   absl::Status Recover(const std::vector<std::string>& keep_driver_ids);
 
   absl::StatusOr<StoreStats> Stats();
+  // Bytes that layer sharing saves: for every layer, its size times (users - 1), where users
+  // are the images, volumes and snapshots whose chains contain it.
+  absl::StatusOr<int64_t> SharedBytes();
 
  private:
   absl::StatusOr<bool> ImportLayer(const std::string& blob_path, const std::string& diff_id,
                                    const std::string& parent_chain_id, const std::string& chain_id,
                                    int depth, int64_t* bytes);
+  absl::StatusOr<GcResult> Collect(bool dry_run, bool commits_only);
   absl::Status WriteLayerContent(const std::string& active_id, const drivers::Chain& parents,
                                  const std::string& blob_path, const std::string& diff_id);
 
@@ -80,6 +95,7 @@ class LayerStore {
   // Imports and garbage collection never overlap: gc must not collect a layer an import has
   // made ready but not yet named.
   std::mutex import_mutex_;
+  std::shared_mutex pin_mutex_;
 };
 
 }  // namespace strata::node

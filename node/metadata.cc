@@ -10,7 +10,7 @@
 namespace strata::node {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS layers (
   size_bytes INTEGER NOT NULL,
   created_unix INTEGER NOT NULL,
   state TEXT NOT NULL,
-  depth INTEGER NOT NULL);
+  depth INTEGER NOT NULL,
+  comment TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS layers_parent ON layers(parent_chain_id);
 CREATE TABLE IF NOT EXISTS images (
   name TEXT PRIMARY KEY,
@@ -43,6 +44,14 @@ CREATE TABLE IF NOT EXISTS volumes (
   ephemeral INTEGER NOT NULL,
   created_unix INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS volumes_name ON volumes(name);
+CREATE TABLE IF NOT EXISTS snapshots (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  source_volume_id TEXT NOT NULL,
+  chain_id TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  created_unix INTEGER NOT NULL,
+  state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS publications (
   volume_id TEXT NOT NULL,
   target_path TEXT NOT NULL,
@@ -107,10 +116,19 @@ class Statement {
 };
 
 constexpr char kLayerColumns[] =
-    "chain_id, diff_id, parent_chain_id, driver_id, size_bytes, created_unix, state, depth";
+    "chain_id, diff_id, parent_chain_id, driver_id, size_bytes, created_unix, state, depth, "
+    "comment";
 LayerRecord ReadLayer(const Statement& row) {
   return LayerRecord{row.Text(0), row.Text(1), row.Text(2), row.Text(3),
-                     row.Int(4),  row.Int(5),  row.Text(6), static_cast<int>(row.Int(7))};
+                     row.Int(4),  row.Int(5),  row.Text(6), static_cast<int>(row.Int(7)),
+                     row.Text(8)};
+}
+
+constexpr char kSnapshotColumns[] =
+    "id, name, source_volume_id, chain_id, size_bytes, created_unix, state";
+SnapshotRecord ReadSnapshot(const Statement& row) {
+  return SnapshotRecord{row.Text(0), row.Text(1), row.Text(2), row.Text(3),
+                        row.Int(4),  row.Int(5),  row.Text(6)};
 }
 
 constexpr char kVolumeColumns[] =
@@ -178,6 +196,12 @@ absl::Status Metadata::Migrate() {
         "metadata schema version ", current, " is newer than this strata-csi understands (",
         kSchemaVersion, "); run the newer version"));
   }
+  if (current == 1 && sqlite3_exec(db_,
+                                   "ALTER TABLE layers ADD COLUMN comment TEXT NOT NULL "
+                                   "DEFAULT ''",
+                                   nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqliteError(db_, "migrate schema 1 -> 2");
+  }
   if (sqlite3_exec(db_, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK)
     return SqliteError(db_, "create schema");
   std::string set_version = absl::StrCat("PRAGMA user_version=", kSchemaVersion);
@@ -215,11 +239,11 @@ absl::StatusOr<std::string> Metadata::NewDriverId() {
 absl::Status Metadata::PutLayer(const LayerRecord& layer) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   Statement put(db_, absl::StrCat("INSERT OR REPLACE INTO layers(", kLayerColumns,
-                                  ") VALUES(?,?,?,?,?,?,?,?)")
+                                  ") VALUES(?,?,?,?,?,?,?,?,?)")
                          .c_str());
   put.Bind(layer.chain_id).Bind(layer.diff_id).Bind(layer.parent_chain_id).Bind(layer.driver_id);
   put.Bind(layer.size_bytes).Bind(layer.created_unix).Bind(layer.state);
-  put.Bind(static_cast<int64_t>(layer.depth));
+  put.Bind(static_cast<int64_t>(layer.depth)).Bind(layer.comment);
   return put.Run();
 }
 
@@ -286,6 +310,7 @@ absl::StatusOr<int> Metadata::LayerReferences(const std::string& chain_id) {
   Statement count(db_,
                   "SELECT (SELECT COUNT(*) FROM images WHERE chain_id=?1)"
                   " + (SELECT COUNT(*) FROM volumes WHERE chain_id=?1)"
+                  " + (SELECT COUNT(*) FROM snapshots WHERE chain_id=?1)"
                   " + (SELECT COUNT(*) FROM layers WHERE parent_chain_id=?1)");
   count.Bind(chain_id);
   ASSIGN_OR_RETURN(bool row, count.Step());
@@ -382,6 +407,57 @@ absl::Status Metadata::DeleteVolume(const std::string& id) {
     volume.Bind(id);
     return volume.Run();
   });
+}
+
+absl::Status Metadata::PutSnapshot(const SnapshotRecord& snapshot) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement put(db_, absl::StrCat("INSERT OR REPLACE INTO snapshots(", kSnapshotColumns,
+                                  ") VALUES(?,?,?,?,?,?,?)")
+                         .c_str());
+  put.Bind(snapshot.id).Bind(snapshot.name).Bind(snapshot.source_volume_id);
+  put.Bind(snapshot.chain_id).Bind(snapshot.size_bytes).Bind(snapshot.created_unix);
+  put.Bind(snapshot.state);
+  return put.Run();
+}
+
+absl::StatusOr<std::optional<SnapshotRecord>> Metadata::GetSnapshot(const std::string& id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_,
+                absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots WHERE id=?").c_str());
+  get.Bind(id);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<SnapshotRecord>();
+  return std::optional<SnapshotRecord>(ReadSnapshot(get));
+}
+
+absl::StatusOr<std::optional<SnapshotRecord>> Metadata::GetSnapshotByName(const std::string& name) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_,
+                absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots WHERE name=?").c_str());
+  get.Bind(name);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<SnapshotRecord>();
+  return std::optional<SnapshotRecord>(ReadSnapshot(get));
+}
+
+absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshots() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement list(db_,
+                 absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots ORDER BY id").c_str());
+  std::vector<SnapshotRecord> snapshots;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    snapshots.push_back(ReadSnapshot(list));
+  }
+  return snapshots;
+}
+
+absl::Status Metadata::DeleteSnapshot(const std::string& id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement del(db_, "DELETE FROM snapshots WHERE id=?");
+  del.Bind(id);
+  return del.Run();
 }
 
 absl::Status Metadata::PutPublication(const PublicationRecord& publication) {

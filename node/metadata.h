@@ -30,6 +30,8 @@ struct LayerRecord {
   int64_t created_unix = 0;
   std::string state;  // "creating" (intent recorded, content may be partial) or "ready"
   int depth = 1;      // 1 for a base layer
+  // What made the layer: an image's history entry, "commit of volume X", "flatten of ...".
+  std::string comment;
 };
 
 // A named reference to a chain.
@@ -63,6 +65,17 @@ struct VolumeRecord {
   int64_t created_unix = 0;
 };
 
+// A CSI snapshot: a commit of a volume's writable layer, i.e. a named reference to a chain.
+struct SnapshotRecord {
+  std::string id;
+  std::string name;
+  std::string source_volume_id;
+  std::string chain_id;
+  int64_t size_bytes = 0;
+  int64_t created_unix = 0;
+  std::string state;  // "creating" or "ready"
+};
+
 struct PublicationRecord {
   std::string volume_id;
   std::string target_path;
@@ -90,7 +103,7 @@ class Metadata {
   absl::Status DeleteLayer(const std::string& chain_id);
   // The chain from `chain_id` down to its base, top first. NotFound if any link is missing.
   absl::StatusOr<std::vector<LayerRecord>> ChainOf(const std::string& chain_id);
-  // How many images, volumes and child layers refer to `chain_id`.
+  // How many images, volumes, snapshots and child layers refer to `chain_id`.
   absl::StatusOr<int> LayerReferences(const std::string& chain_id);
 
   absl::Status PutImage(const ImageRecord& image);
@@ -103,6 +116,12 @@ class Metadata {
   absl::StatusOr<std::optional<VolumeRecord>> GetVolumeByName(const std::string& name);
   absl::StatusOr<std::vector<VolumeRecord>> ListVolumes();  // ordered by id
   absl::Status DeleteVolume(const std::string& id);         // and its publications
+
+  absl::Status PutSnapshot(const SnapshotRecord& snapshot);
+  absl::StatusOr<std::optional<SnapshotRecord>> GetSnapshot(const std::string& id);
+  absl::StatusOr<std::optional<SnapshotRecord>> GetSnapshotByName(const std::string& name);
+  absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshots();  // ordered by id
+  absl::Status DeleteSnapshot(const std::string& id);
 
   absl::Status PutPublication(const PublicationRecord& publication);
   absl::StatusOr<std::vector<PublicationRecord>> ListPublications(const std::string& volume_id);

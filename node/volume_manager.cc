@@ -8,6 +8,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/crash_point.h"
 #include "common/log.h"
@@ -97,10 +98,36 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   if (existing) RETURN_IF_ERROR(RemoveVolume(*existing));  // a half-made earlier attempt
 
   std::string chain_id;
-  if (!params.image.empty()) {
+  if (!params.source_volume_id.empty()) {
+    // A clone starts on a commit of the source's current state; the source keeps working.
+    ASSIGN_OR_RETURN(VolumeRecord source, MustGet(params.source_volume_id));
+    if (params.capacity_bytes > 0 && source.capacity_bytes > params.capacity_bytes) {
+      return absl::OutOfRangeError(absl::StrCat("capacity ", params.capacity_bytes,
+                                                " is smaller than the source volume's ",
+                                                source.capacity_bytes));
+    }
+    ASSIGN_OR_RETURN(CommitResult commit,
+                     CommitVolume(source, "clone source for volume " + params.name, std::nullopt));
+    chain_id = commit.chain_id;
+  } else if (!params.source_snapshot_id.empty()) {
+    ASSIGN_OR_RETURN(std::optional<SnapshotRecord> snapshot,
+                     metadata_->GetSnapshot(params.source_snapshot_id));
+    if (!snapshot) {
+      return absl::NotFoundError(
+          absl::StrCat("snapshot ", params.source_snapshot_id, " does not exist on this node"));
+    }
+    if (params.capacity_bytes > 0 && snapshot->size_bytes > params.capacity_bytes) {
+      return absl::OutOfRangeError(absl::StrCat("capacity ", params.capacity_bytes,
+                                                " is smaller than the snapshot's ",
+                                                snapshot->size_bytes, " bytes"));
+    }
+    chain_id = snapshot->chain_id;
+  } else if (!params.image.empty()) {
     ASSIGN_OR_RETURN(ImageRecord image, layers_->ResolveImage(params.image));
     chain_id = image.chain_id;
   }
+  // From here until the volume row exists, gc must not take the chain away.
+  auto pin = layers_->PinLayers();
   ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(chain_id));
   ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
   VolumeRecord volume;
@@ -126,6 +153,7 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   CrashPoint("create-after-prepare");
   volume.state = kVolumeReady;
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  if (metrics_ != nullptr) metrics_->ObserveChainDepth(static_cast<int>(chain.size()));
   LogInfo("volume created", {{"volume", volume.id},
                              {"name", volume.name},
                              {"image", volume.image},
@@ -159,7 +187,11 @@ absl::Status VolumeManager::Delete(const std::string& volume_id) {
         absl::StrCat("volume ", volume_id, " is still staged at ", volume->staging_path));
   }
   RETURN_IF_ERROR(RemoveVolume(*volume));
-  LogInfo("volume deleted", {{"volume", volume_id}, {"name", volume->name}});
+  // Commit layers only this volume's chain used (its rebased history) go with it.
+  ASSIGN_OR_RETURN(GcResult collected, layers_->CollectUnreferencedCommits());
+  LogInfo("volume deleted", {{"volume", volume_id},
+                             {"name", volume->name},
+                             {"layers_freed", std::to_string(collected.removed_chain_ids.size())}});
   RefreshGauges();
   return absl::OkStatus();
 }
@@ -326,6 +358,7 @@ absl::Status VolumeManager::PublishEphemeral(const std::string& volume_id, const
       ASSIGN_OR_RETURN(ImageRecord record, layers_->ResolveImage(image));
       chain_id = record.chain_id;
     }
+    auto pin = layers_->PinLayers();
     ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(chain_id));
     ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
     VolumeRecord volume;
@@ -436,6 +469,14 @@ void VolumeManager::RefreshGauges() {
     metrics_->SetImages(stats->images);
     metrics_->SetLayerBytes(stats->layer_bytes);
   }
+  absl::StatusOr<std::vector<SnapshotRecord>> snapshots = metadata_->ListSnapshots();
+  if (snapshots.ok()) {
+    std::map<std::string, int64_t> by_state = {{"creating", 0}, {"ready", 0}};
+    for (const SnapshotRecord& snapshot : *snapshots) ++by_state[snapshot.state];
+    for (const auto& [state, count] : by_state) metrics_->SetSnapshots(state, count);
+  }
+  absl::StatusOr<int64_t> shared = layers_->SharedBytes();
+  if (shared.ok()) metrics_->SetSharedBytes(*shared);
   absl::StatusOr<int64_t> free_bytes = driver_->FreeBytes();
   if (free_bytes.ok()) metrics_->SetStoreFreeBytes(*free_bytes);
 }
@@ -447,6 +488,10 @@ absl::Status VolumeManager::RecoverVolume(VolumeRecord volume) {
     LogWarning("recovery: finishing removal of a volume left half-made or half-deleted",
                {{"volume", volume.id}, {"state", volume.state}});
     return RemoveVolume(volume);
+  }
+  if (absl::StartsWith(volume.pending, "commit")) {
+    RETURN_IF_ERROR(RecoverPendingCommit(volume));
+    ASSIGN_OR_RETURN(volume, MustGet(volume.id));
   }
   if (!volume.pending.empty()) {
     ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(volume.staging_path));

@@ -11,6 +11,7 @@
 // Callers (csi/) hold the per-volume lock (VolumeLocks) around every call for one volume.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,11 @@ namespace strata::node {
 
 struct CreateVolumeParams {
   std::string name;
-  std::string image;           // "" = empty base
+  std::string image;  // "" = empty base
+  // Content source (at most one): start on a snapshot's chain (restore), or on a commit of
+  // another volume's current state (clone). Neither copies data.
+  std::string source_snapshot_id;
+  std::string source_volume_id;
   int64_t capacity_bytes = 0;  // 0 = no limit asked
   // Canonical text of everything the request asked for; a retry with the same name must match.
   std::string fingerprint;
@@ -46,6 +51,18 @@ struct VolumeUsage {
 struct VolumeManagerOptions {
   std::string root;         // Strata's --root: no request path may point into it
   std::string volumes_dir;  // private mount points of ephemeral volumes
+  std::string scratch_dir;  // temporary mount points (flattening an unmounted volume)
+  // A commit that would make a chain deeper than this is flattened: its layer holds the whole
+  // merged tree and starts a new chain. 0 = the driver's own limit.
+  int flatten_depth = 128;
+};
+
+// What a commit made.
+struct CommitResult {
+  std::string chain_id;  // the new read-only layer
+  int64_t size_bytes = 0;
+  int depth = 0;  // of the chain the layer tops
+  bool flattened = false;
 };
 
 class VolumeManager {
@@ -78,6 +95,34 @@ class VolumeManager {
   // Space and inodes of the writable layer; abnormal when the mount at `volume_path` is gone.
   absl::StatusOr<VolumeUsage> Usage(const std::string& volume_id, const std::string& volume_path);
 
+  // ---- Commits (node/volume_commits.cc) ----
+  //
+  // A commit turns a volume's writable layer into a new read-only layer on top of its chain
+  // (like `docker commit`). The layer is made by the driver's kKeep commit (overlay and vfs
+  // copy, btrfs and devmapper snapshot), so the writable layer is never moved or emptied while
+  // the layer is half-made. A volume that is not mounted is then rebased onto the new layer
+  // (a fresh, empty writable layer on the longer chain), so successive commits stack like Git
+  // commits; a mounted volume keeps its writable layer and its chain.
+  //
+  // Point in time: for overlay and vfs, the copy starts after syncfs of the volume's
+  // filesystem; a writer racing the commit may or may not see its in-flight writes included
+  // (file by file). btrfs and devmapper snapshot atomically. docs/snapshots.md says more.
+
+  // Commits `volume_id`; `comment` is stored with the layer (history).
+  absl::StatusOr<CommitResult> Commit(const std::string& volume_id, const std::string& comment);
+  // CSI CreateSnapshot: a commit kept under `name`. Idempotent by name; the same name for
+  // another volume is AlreadyExists.
+  absl::StatusOr<SnapshotRecord> CreateSnapshot(const std::string& volume_id,
+                                                const std::string& name);
+  // CSI DeleteSnapshot; a missing snapshot is OK. Layers no one uses any more are freed.
+  absl::Status DeleteSnapshot(const std::string& snapshot_id);
+  absl::StatusOr<SnapshotRecord> GetSnapshot(const std::string& snapshot_id);
+  absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshots();
+  // Resets a volume that is neither staged nor published to `snapshot_id`, first keeping its
+  // current state as a snapshot (returned) so the rollback can itself be undone.
+  absl::StatusOr<SnapshotRecord> Rollback(const std::string& volume_id,
+                                          const std::string& snapshot_id);
+
   // Recomputes the volume/layer/image gauges.
   void RefreshGauges();
 
@@ -90,6 +135,15 @@ class VolumeManager {
   absl::Status CheckOutsideRoot(const std::string& path, const std::string& field);
   absl::Status RemoveVolume(VolumeRecord volume);
   absl::Status RecoverVolume(VolumeRecord volume);
+  // The commit itself; the caller holds the volume's lock.
+  absl::StatusOr<CommitResult> CommitVolume(VolumeRecord volume, const std::string& comment,
+                                            const std::optional<SnapshotRecord>& snapshot);
+  // Copies the merged tree of `volume` into the new base layer `layer_id` (flatten).
+  absl::Status WriteFlattenedLayer(const VolumeRecord& volume, const drivers::Chain& parents,
+                                   const std::string& layer_id);
+  // Undoes an interrupted commit or rollback recorded in `volume.pending`.
+  absl::Status RecoverPendingCommit(VolumeRecord volume);
+  int FlattenLimit() const;
 
   Metadata* metadata_;
   LayerStore* layers_;

@@ -52,6 +52,9 @@ ABSL_FLAG(std::string, dm_base_size, "10GiB", "devmapper: size of the base thin 
 ABSL_FLAG(std::string, dm_fs_type, "ext4", "devmapper: filesystem of the base device (ext4|xfs)");
 ABSL_FLAG(int, dm_min_free_space, 10,
           "devmapper: refuse new volumes and snapshots below this percent of free pool space");
+ABSL_FLAG(int, flatten_depth, 128,
+          "a commit that would make a chain deeper than this is flattened into one layer "
+          "(0 = the driver's limit)");
 ABSL_FLAG(int, shutdown_grace_seconds, 30, "how long SIGTERM waits for in-flight calls");
 
 namespace strata {
@@ -94,7 +97,8 @@ absl::Status Run() {
   metrics.SetBuildInfo(kVersion, driver->name());
   node::LayerStore layers(metadata.get(), driver.get(), mounter.get(), root + "/tmp");
   node::VolumeManager volumes(metadata.get(), &layers, driver.get(), mounter.get(), &metrics,
-                              node::VolumeManagerOptions{root, root + "/volumes"});
+                              node::VolumeManagerOptions{root, root + "/volumes", root + "/tmp",
+                                                         absl::GetFlag(FLAGS_flatten_depth)});
   node::VolumeLocks locks;
 
   csi::PluginContext context;

@@ -133,7 +133,7 @@ void AdminFixture::SetUp() {
                                                root_->path() + "/tmp");
   volumes_ = std::make_unique<node::VolumeManager>(
       metadata_.get(), layers_.get(), driver_.get(), &mounter_, nullptr,
-      node::VolumeManagerOptions{root_->path(), root_->path() + "/volumes"});
+      node::VolumeManagerOptions{root_->path(), root_->path() + "/volumes", root_->path() + "/tmp"});
   service_ =
       std::make_unique<csi::AdminService>(layers_.get(), volumes_.get(), metadata_.get(), &locks_);
   grpc::ServerBuilder builder;

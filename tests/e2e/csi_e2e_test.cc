@@ -15,6 +15,7 @@
 #include <functional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "node/images/digest.h"
@@ -205,6 +206,42 @@ class E2eTest : public ::testing::TestWithParam<std::string> {
     request.set_volume_id(id);
     ::csi::v1::DeleteVolumeResponse response;
     return plugin_->controller().DeleteVolume(CallContext().get(), request, &response);
+  }
+
+  grpc::Status Snapshot(const std::string& volume_id, const std::string& name,
+                        ::csi::v1::CreateSnapshotResponse* response) {
+    ::csi::v1::CreateSnapshotRequest request;
+    request.set_source_volume_id(volume_id);
+    request.set_name(name);
+    return plugin_->controller().CreateSnapshot(CallContext().get(), request, response);
+  }
+  grpc::Status DeleteSnapshot(const std::string& id) {
+    ::csi::v1::DeleteSnapshotRequest request;
+    request.set_snapshot_id(id);
+    ::csi::v1::DeleteSnapshotResponse response;
+    return plugin_->controller().DeleteSnapshot(CallContext().get(), request, &response);
+  }
+  grpc::Status CreateFrom(const std::string& name, const std::string& snapshot_id,
+                          const std::string& volume_id, ::csi::v1::CreateVolumeResponse* response,
+                          int64_t required = 0) {
+    ::csi::v1::CreateVolumeRequest request;
+    request.set_name(name);
+    *request.add_volume_capabilities() = MountCapability();
+    if (!snapshot_id.empty())
+      request.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(snapshot_id);
+    if (!volume_id.empty())
+      request.mutable_volume_content_source()->mutable_volume()->set_volume_id(volume_id);
+    if (required) request.mutable_capacity_range()->set_required_bytes(required);
+    return plugin_->controller().CreateVolume(CallContext().get(), request, response);
+  }
+  // Entries (files and dirs) in the store's layer folder: what commits leave behind.
+  int LayerEntries() const {
+    int count = 0;
+    if (DIR* d = opendir(LayersDir().c_str())) {
+      while (dirent* e = readdir(d)) count += e->d_name[0] != '.';
+      closedir(d);
+    }
+    return count;
   }
 
   // The kernel is told to publish the sample image; this checks what a pod would see.
@@ -567,6 +604,203 @@ TEST_P(E2eTest, KillNineAtEveryStepThenRetrySucceeds) {
       closedir(d);
     }
     EXPECT_EQ(left, 0) << "writable layers leaked under " << active;
+  }
+}
+
+// Snapshots are commits: what the external-snapshotter and the provisioner do for a
+// VolumeSnapshot, a PVC restored from it, and a PVC cloned from another.
+TEST_P(E2eTest, SnapshotRestoreAndCloneAsTheSidecarsDoThem) {
+  Import(g_samples + "/layout", "sample:oci");
+  ::csi::v1::CreateVolumeResponse created;
+  ASSERT_TRUE(Create("pvc-src", "sample:oci", &created).ok());
+  const std::string source = created.volume().volume_id();
+  const std::string staging = pods_ + "/staging-src";
+  ASSERT_TRUE(Stage(source, staging).ok());
+  Spit(staging + "/data/state.txt", "version 1");
+  ASSERT_EQ(unlink((staging + "/etc/motd").c_str()), 0);
+
+  ::csi::v1::CreateSnapshotResponse snap1;
+  grpc::Status status = Snapshot(source, "snap-1", &snap1);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(snap1.snapshot().ready_to_use());
+  EXPECT_EQ(snap1.snapshot().source_volume_id(), source);
+  EXPECT_GT(snap1.snapshot().size_bytes(), 0);
+  EXPECT_GT(snap1.snapshot().creation_time().seconds(), 0);
+  ::csi::v1::CreateSnapshotResponse again;
+  ASSERT_TRUE(Snapshot(source, "snap-1", &again).ok()) << "CreateSnapshot is idempotent";
+  EXPECT_EQ(again.snapshot().snapshot_id(), snap1.snapshot().snapshot_id());
+
+  // The volume keeps working on its own writable layer; later writes are not in snap-1.
+  Spit(staging + "/data/state.txt", "version 2");
+  Spit(staging + "/data/later.txt", "after the snapshot");
+
+  ::csi::v1::CreateVolumeResponse restored;
+  status = CreateFrom("pvc-restored", snap1.snapshot().snapshot_id(), "", &restored);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(restored.volume().content_source().snapshot().snapshot_id(),
+            snap1.snapshot().snapshot_id());
+  const std::string restored_staging = pods_ + "/staging-restored";
+  ASSERT_TRUE(Stage(restored.volume().volume_id(), restored_staging).ok());
+  EXPECT_EQ(Slurp(restored_staging + "/data/state.txt"), "version 1");
+  EXPECT_FALSE(Exists(restored_staging + "/data/later.txt"));
+  EXPECT_FALSE(Exists(restored_staging + "/etc/motd")) << "the deletion was committed too";
+  EXPECT_EQ(Slurp(restored_staging + "/app/config/c.conf"), "mode=c\n") << "image underneath";
+
+  ::csi::v1::CreateVolumeResponse clone;
+  status = CreateFrom("pvc-clone", "", source, &clone);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::string clone_staging = pods_ + "/staging-clone";
+  ASSERT_TRUE(Stage(clone.volume().volume_id(), clone_staging).ok());
+  EXPECT_EQ(Slurp(clone_staging + "/data/state.txt"), "version 2");
+  EXPECT_EQ(Slurp(clone_staging + "/data/later.txt"), "after the snapshot");
+  // Three volumes, three independent writable layers.
+  Spit(clone_staging + "/data/state.txt", "clone's own");
+  EXPECT_EQ(Slurp(staging + "/data/state.txt"), "version 2");
+  EXPECT_EQ(Slurp(restored_staging + "/data/state.txt"), "version 1");
+
+  // A commit of an unmounted volume stacks on the previous one.
+  ASSERT_TRUE(Unstage(source, staging).ok());
+  ::csi::v1::CreateSnapshotResponse snap2;
+  ASSERT_TRUE(Snapshot(source, "snap-2", &snap2).ok());
+  ASSERT_TRUE(Stage(source, staging).ok());
+  EXPECT_EQ(Slurp(staging + "/data/state.txt"), "version 2") << "rebased, nothing lost";
+  Spit(staging + "/data/state.txt", "version 3");
+
+  // Listing, filtered and paged.
+  ::csi::v1::ListSnapshotsRequest list;
+  list.set_source_volume_id(source);
+  ::csi::v1::ListSnapshotsResponse listed;
+  ASSERT_TRUE(plugin_->controller().ListSnapshots(CallContext().get(), list, &listed).ok());
+  EXPECT_EQ(listed.entries_size(), 2);
+  list.set_max_entries(1);
+  ASSERT_TRUE(plugin_->controller().ListSnapshots(CallContext().get(), list, &listed).ok());
+  ASSERT_EQ(listed.entries_size(), 1);
+  ASSERT_FALSE(listed.next_token().empty());
+  list.clear_source_volume_id();
+  list.set_max_entries(0);
+  list.set_snapshot_id(snap2.snapshot().snapshot_id());
+  listed.Clear();
+  ASSERT_TRUE(plugin_->controller().ListSnapshots(CallContext().get(), list, &listed).ok());
+  ASSERT_EQ(listed.entries_size(), 1);
+  EXPECT_EQ(listed.entries(0).snapshot().snapshot_id(), snap2.snapshot().snapshot_id());
+
+  // Errors the spec names.
+  ::csi::v1::CreateSnapshotResponse ignored;
+  EXPECT_EQ(Snapshot(restored.volume().volume_id(), "snap-1", &ignored).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Snapshot("vol-missing", "snap-x", &ignored).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Snapshot(source, "", &ignored).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ::csi::v1::CreateVolumeResponse failed;
+  EXPECT_EQ(CreateFrom("pvc-x", "snap-missing", "", &failed).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(CreateFrom("pvc-y", "", "vol-missing", &failed).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(CreateFrom("pvc-z", snap1.snapshot().snapshot_id(), "", &failed, 1).error_code(),
+            grpc::StatusCode::OUT_OF_RANGE)
+      << "capacity smaller than the snapshot";
+
+  // Delete in an awkward order: the source first, then a snapshot a volume was restored from.
+  ASSERT_TRUE(Unstage(source, staging).ok());
+  ASSERT_TRUE(Delete(source).ok());
+  ASSERT_TRUE(DeleteSnapshot(snap1.snapshot().snapshot_id()).ok());
+  ASSERT_TRUE(DeleteSnapshot(snap1.snapshot().snapshot_id()).ok()) << "idempotent";
+  ::csi::v1::CreateVolumeResponse from_snap2;
+  ASSERT_TRUE(CreateFrom("pvc-from-2", snap2.snapshot().snapshot_id(), "", &from_snap2).ok())
+      << "a snapshot outlives its source volume";
+  EXPECT_EQ(Slurp(restored_staging + "/data/state.txt"), "version 1")
+      << "a restored volume outlives its snapshot";
+  for (const auto& [id, path] : std::vector<std::pair<std::string, std::string>>{
+           {restored.volume().volume_id(), restored_staging},
+           {clone.volume().volume_id(), clone_staging}}) {
+    ASSERT_TRUE(Unstage(id, path).ok());
+    ASSERT_TRUE(Delete(id).ok());
+  }
+  ASSERT_TRUE(Delete(from_snap2.volume().volume_id()).ok());
+  ASSERT_TRUE(DeleteSnapshot(snap2.snapshot().snapshot_id()).ok());
+  EXPECT_EQ(LayerEntries(), 3) << "every commit layer is freed; the image's 3 layers stay";
+  EXPECT_TRUE(MountsUnder(dir_).empty());
+}
+
+TEST_P(E2eTest, ConcurrentSnapshotsOfOneVolumeMakeOneCommit) {
+  ::csi::v1::CreateVolumeResponse created;
+  ASSERT_TRUE(Create("pvc-busy", "", &created).ok());
+  const std::string id = created.volume().volume_id();
+  ASSERT_TRUE(Stage(id, pods_ + "/s").ok());
+  std::string big(8 << 20, 'x');  // big enough that the commits overlap
+  Spit(pods_ + "/s/big", big);
+  std::vector<std::thread> threads;
+  std::vector<grpc::Status> results(6);
+  std::vector<std::string> ids(6);
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      ::csi::v1::CreateSnapshotResponse response;
+      results[i] = Snapshot(id, "same-snapshot", &response);
+      ids[i] = response.snapshot().snapshot_id();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::set<std::string> made;
+  for (int i = 0; i < 6; ++i) {
+    if (results[i].ok())
+      made.insert(ids[i]);
+    else
+      EXPECT_EQ(results[i].error_code(), grpc::StatusCode::ABORTED);
+  }
+  ::csi::v1::CreateSnapshotResponse settled;
+  ASSERT_TRUE(Snapshot(id, "same-snapshot", &settled).ok());
+  made.insert(settled.snapshot().snapshot_id());
+  EXPECT_EQ(made.size(), 1u) << "one commit, one snapshot";
+  ::csi::v1::ListSnapshotsResponse listed;
+  ASSERT_TRUE(plugin_->controller().ListSnapshots(CallContext().get(), {}, &listed).ok());
+  EXPECT_EQ(listed.entries_size(), 1);
+  ASSERT_TRUE(Unstage(id, pods_ + "/s").ok());
+}
+
+// kill -9 in the middle of a commit, restart, retry: one snapshot, the volume's data intact,
+// nothing leaked.
+TEST_P(E2eTest, KillNineDuringACommitThenRetry) {
+  for (const std::string point :
+       {"commit-after-intent", "commit-after-layer", "commit-after-outcome"}) {
+    for (bool mounted : {true, false}) {
+      SCOPED_TRACE(point + std::string(mounted ? " mounted" : " unmounted"));
+      plugin_->Kill();
+      StartPlugin({{"STRATA_CRASH_POINT", point}});
+      std::string name = std::string("pvc-") + point + (mounted ? "-m" : "-u");
+      ::csi::v1::CreateVolumeResponse created;
+      ASSERT_TRUE(Create(name, "", &created).ok());
+      const std::string id = created.volume().volume_id();
+      const std::string staging = pods_ + "/" + name;
+      ASSERT_TRUE(Stage(id, staging).ok());
+      Spit(staging + "/precious", name);
+      if (!mounted) ASSERT_TRUE(Unstage(id, staging).ok());
+      int layers_before = LayerEntries();
+      ::csi::v1::CreateSnapshotResponse snapshot;
+      grpc::Status status = Snapshot(id, "snap-" + name, &snapshot);
+      ASSERT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << "the crash point fired";
+      ASSERT_TRUE(plugin_->WaitForDeath(5000));
+      StartPlugin();
+      status = Snapshot(id, "snap-" + name, &snapshot);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ::csi::v1::ListSnapshotsRequest list;
+      list.set_source_volume_id(id);
+      ::csi::v1::ListSnapshotsResponse listed;
+      ASSERT_TRUE(plugin_->controller().ListSnapshots(CallContext().get(), list, &listed).ok());
+      EXPECT_EQ(listed.entries_size(), 1);
+      ASSERT_TRUE(Stage(id, staging).ok());
+      EXPECT_EQ(Slurp(staging + "/precious"), name) << "the volume's data survived";
+      ::csi::v1::CreateVolumeResponse restored;
+      ASSERT_TRUE(CreateFrom("r-" + name, snapshot.snapshot().snapshot_id(), "", &restored).ok());
+      ASSERT_TRUE(Stage(restored.volume().volume_id(), staging + "-r").ok());
+      EXPECT_EQ(Slurp(staging + "-r/precious"), name) << "and the snapshot has it";
+      ASSERT_TRUE(Unstage(restored.volume().volume_id(), staging + "-r").ok());
+      ASSERT_TRUE(Delete(restored.volume().volume_id()).ok());
+      ASSERT_TRUE(Unstage(id, staging).ok());
+      // Exactly one new layer, whether the crash came before or after the commit was recorded.
+      EXPECT_EQ(LayerEntries(), layers_before + 1);
+      ASSERT_TRUE(Delete(id).ok());
+      ASSERT_TRUE(DeleteSnapshot(snapshot.snapshot().snapshot_id()).ok());
+      EXPECT_EQ(LayerEntries(), 0) << "no commit layer leaked";
+    }
   }
 }
 

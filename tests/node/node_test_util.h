@@ -48,9 +48,9 @@ class StoreFixture : public ::testing::Test {
     driver_ = std::move(*driver);
     layers_ =
         std::make_unique<LayerStore>(metadata_.get(), driver_.get(), &mounter_, root_ + "/tmp");
-    volumes_ =
-        std::make_unique<VolumeManager>(metadata_.get(), layers_.get(), driver_.get(), &mounter_,
-                                        nullptr, VolumeManagerOptions{root_, root_ + "/volumes"});
+    volumes_ = std::make_unique<VolumeManager>(
+        metadata_.get(), layers_.get(), driver_.get(), &mounter_, nullptr,
+        VolumeManagerOptions{root_, root_ + "/volumes", root_ + "/tmp", flatten_depth_});
     pods_ = MakeTempDir();
   }
   void TearDown() override {
@@ -86,6 +86,7 @@ class StoreFixture : public ::testing::Test {
     ASSERT_TRUE(metadata_->PutImage(ImageRecord{name, chain_id, "{}", 0}).ok());
   }
 
+  int flatten_depth_ = 128;
   std::string root_;
   std::string pods_;
   std::unique_ptr<Metadata> metadata_;

@@ -20,7 +20,11 @@ class VolumeManagerTest : public testing::StoreFixture {
     AddImage("demo:v1", "top");
   }
   CreateVolumeParams Params(const std::string& name, const std::string& image = "demo:v1") {
-    return CreateVolumeParams{name, image, 0, "image=" + image};
+    CreateVolumeParams params;
+    params.name = name;
+    params.image = image;
+    params.fingerprint = "image=" + image;
+    return params;
   }
   std::string Staging(const std::string& volume) { return pods_ + "/staging-" + volume; }
   std::string Target(const std::string& pod) { return pods_ + "/" + pod; }

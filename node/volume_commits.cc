@@ -1,0 +1,334 @@
+// VolumeManager's commits: snapshots, clones' implicit commits, rollback, flattening.
+// The design and its crash-safety argument are in volume_manager.h and docs/snapshots.md.
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/crash_point.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "drivers/copy_tree.h"
+#include "node/images/digest.h"
+#include "node/paths.h"
+#include "node/volume_manager.h"
+
+namespace strata::node {
+namespace {
+
+int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// "commit layer=<chain id> remove=<driver id>,<driver id>": what to undo if a commit or a
+// rollback dies before its final transaction.
+std::string PendingCommit(const std::string& chain_id, const std::vector<std::string>& remove) {
+  std::string text = absl::StrCat("commit layer=", chain_id, " remove=");
+  for (size_t i = 0; i < remove.size(); ++i) absl::StrAppend(&text, i ? "," : "", remove[i]);
+  return text;
+}
+
+// Copies the children of `source` into the existing directory `destination` and gives
+// `destination` the mode, owner and times of `source`.
+absl::Status CopyInto(const std::string& source, const std::string& destination) {
+  DIR* dir = opendir(source.c_str());
+  if (dir == nullptr) return absl::InternalError(absl::StrCat("opendir ", source));
+  absl::Status status;
+  while (dirent* entry = readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    status = drivers::CopyTree(source + "/" + name, destination + "/" + name);
+    if (!status.ok()) break;
+  }
+  closedir(dir);
+  RETURN_IF_ERROR(status);
+  struct stat st;
+  if (lstat(source.c_str(), &st) == 0) {
+    (void)lchown(destination.c_str(), st.st_uid, st.st_gid);
+    (void)chmod(destination.c_str(), st.st_mode & 07777);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int VolumeManager::FlattenLimit() const {
+  int driver_limit = driver_->limits().max_chain_depth;
+  if (options_.flatten_depth <= 0) return driver_limit;
+  return std::min(options_.flatten_depth, driver_limit);
+}
+
+absl::Status VolumeManager::WriteFlattenedLayer(const VolumeRecord& volume,
+                                                const drivers::Chain& parents,
+                                                const std::string& layer_id) {
+  // The merged tree: the live mount of a staged volume, or a private mount of an unmounted one.
+  std::string merged = volume.staging_path;
+  std::string private_mount;
+  if (volume.state != kVolumeStaged) {
+    ASSIGN_OR_RETURN(std::vector<sys::Mount> mounts, driver_->Mounts(volume.active_id, parents));
+    private_mount = absl::StrCat(options_.scratch_dir, "/flatten-", volume.active_id);
+    RETURN_IF_ERROR(MakeDirs(private_mount, 0700));
+    RETURN_IF_ERROR(mounter_->MountAt(mounts.at(0), private_mount));
+    merged = private_mount;
+  }
+  ASSIGN_OR_RETURN(std::string work_id, metadata_->NewDriverId());
+  absl::Status status = driver_->Prepare(work_id, {}, drivers::PrepareOptions{});
+  if (status.ok()) {
+    absl::StatusOr<drivers::ApplyTarget> target = driver_->DirectWriteTarget(work_id);
+    if (target.ok()) {
+      status = CopyInto(merged, target->directory);
+    } else {
+      // Drivers without a direct write target (devmapper): mount the new layer and copy in.
+      std::string into = absl::StrCat(options_.scratch_dir, "/flatten-into-", work_id);
+      absl::StatusOr<std::vector<sys::Mount>> mounts = driver_->Mounts(work_id, {});
+      status = mounts.ok() ? MakeDirs(into, 0700) : mounts.status();
+      if (status.ok()) status = mounter_->MountAt(mounts->at(0), into);
+      if (status.ok()) {
+        status = CopyInto(merged, into);
+        absl::Status unmounted = mounter_->Unmount(into);
+        if (status.ok()) status = unmounted;
+      }
+      (void)RemoveTree(into);
+    }
+  }
+  if (status.ok()) {
+    status = driver_->Commit(layer_id, work_id, {}, drivers::CommitMode::kConsume);
+  }
+  (void)driver_->Remove(work_id);
+  if (!private_mount.empty()) {
+    absl::Status unmounted = mounter_->Unmount(private_mount);
+    (void)RemoveTree(private_mount);
+    if (status.ok()) status = unmounted;
+  }
+  return status;
+}
+
+absl::StatusOr<CommitResult> VolumeManager::CommitVolume(
+    VolumeRecord volume, const std::string& comment,
+    const std::optional<SnapshotRecord>& snapshot) {
+  auto started = std::chrono::steady_clock::now();
+  // Layers must not be collected while we build on them.
+  auto pin = layers_->PinLayers();
+  ASSIGN_OR_RETURN(drivers::Chain parents, layers_->DriverChain(volume.chain_id));
+  int parent_depth = static_cast<int>(parents.size());
+  bool flatten = parent_depth + 1 > FlattenLimit();
+  bool rebase = volume.state != kVolumeStaged;
+
+  CommitResult result;
+  result.flattened = flatten;
+  result.depth = flatten ? 1 : parent_depth + 1;
+  // Committed layers have no DiffID until they are exported (stratactl save computes it); their
+  // ChainID is unique per commit so two commits with equal content stay distinct layers.
+  result.chain_id = images::Sha256Digest(
+      absl::StrCat("strata-commit ", volume.chain_id, " ", volume.id, " ", RandomHex(16)));
+  ASSIGN_OR_RETURN(std::string layer_id, metadata_->NewDriverId());
+  std::string new_active;
+  if (rebase) {
+    ASSIGN_OR_RETURN(new_active, metadata_->NewDriverId());
+  }
+  LayerRecord layer{
+      result.chain_id, "",     flatten ? "" : volume.chain_id, layer_id, 0, NowUnix(), "creating",
+      result.depth,    comment};
+  // Intent: the layer row and what to remove if we die before the end.
+  volume.pending =
+      PendingCommit(result.chain_id, rebase ? std::vector<std::string>{layer_id, new_active}
+                                            : std::vector<std::string>{layer_id});
+  RETURN_IF_ERROR(metadata_->InTransaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(metadata_->PutLayer(layer));
+    return metadata_->PutVolume(volume);
+  }));
+  CrashPoint("commit-after-intent");
+
+  absl::Status status =
+      flatten ? WriteFlattenedLayer(volume, parents, layer_id)
+              : driver_->Commit(layer_id, volume.active_id, parents, drivers::CommitMode::kKeep);
+  CrashPoint("commit-after-layer");
+  drivers::Chain new_chain = flatten ? drivers::Chain{} : parents;
+  new_chain.insert(new_chain.begin(), layer_id);
+  if (status.ok() && rebase) {
+    drivers::PrepareOptions prepare;
+    prepare.capacity_bytes = volume.capacity_bytes;
+    status = driver_->Prepare(new_active, new_chain, prepare);
+  }
+  absl::StatusOr<drivers::Usage> usage =
+      status.ok() ? driver_->GetUsage(layer_id) : absl::StatusOr<drivers::Usage>(status);
+  if (!usage.ok()) {
+    LogWarning("commit failed; undoing it",
+               {{"volume", volume.id}, {"error", usage.status().ToString()}});
+    (void)RecoverPendingCommit(volume);
+    return usage.status();
+  }
+  result.size_bytes = usage->bytes;
+  layer.size_bytes = usage->bytes;
+  layer.state = "ready";
+  std::string old_active = volume.active_id;
+  if (rebase) {
+    volume.active_id = new_active;
+    volume.chain_id = result.chain_id;
+  }
+  volume.pending = "";
+  // The outcome, all at once: the layer, the volume's new chain, and the snapshot naming it.
+  RETURN_IF_ERROR(metadata_->InTransaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(metadata_->PutLayer(layer));
+    RETURN_IF_ERROR(metadata_->PutVolume(volume));
+    if (snapshot) {
+      SnapshotRecord ready = *snapshot;
+      ready.chain_id = result.chain_id;
+      ready.size_bytes = result.size_bytes;
+      ready.state = "ready";
+      RETURN_IF_ERROR(metadata_->PutSnapshot(ready));
+    }
+    return absl::OkStatus();
+  }));
+  CrashPoint("commit-after-outcome");
+  // The old writable layer's content now lives in the new layer; a crash before this removal
+  // leaves an id no record knows, which recovery removes.
+  if (rebase) (void)driver_->Remove(old_active);
+
+  std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
+  if (metrics_ != nullptr) {
+    metrics_->ObserveCommit(std::string(driver_->name()), elapsed.count(), result.size_bytes);
+    metrics_->ObserveChainDepth(result.depth);
+  }
+  LogInfo("volume committed", {{"volume", volume.id},
+                               {"chain_id", result.chain_id},
+                               {"bytes", std::to_string(result.size_bytes)},
+                               {"depth", std::to_string(result.depth)},
+                               {"flattened", flatten ? "true" : "false"},
+                               {"rebased", rebase ? "true" : "false"},
+                               {"seconds", absl::StrCat(elapsed.count())}});
+  return result;
+}
+
+absl::Status VolumeManager::RecoverPendingCommit(VolumeRecord volume) {
+  // pending = "commit layer=<chain id> remove=<id>,<id>"
+  std::string chain_id;
+  std::vector<std::string> remove;
+  for (absl::string_view field : absl::StrSplit(volume.pending, ' ')) {
+    if (absl::StartsWith(field, "layer=")) chain_id = std::string(field.substr(6));
+    if (absl::StartsWith(field, "remove="))
+      for (absl::string_view id : absl::StrSplit(field.substr(7), ',', absl::SkipEmpty()))
+        remove.emplace_back(id);
+  }
+  LogWarning("undoing an interrupted commit",
+             {{"volume", volume.id}, {"layer", chain_id}, {"pending", volume.pending}});
+  volume.pending = "";
+  RETURN_IF_ERROR(metadata_->InTransaction([&]() -> absl::Status {
+    if (!chain_id.empty()) {
+      ASSIGN_OR_RETURN(std::optional<LayerRecord> layer, metadata_->GetLayer(chain_id));
+      if (layer && layer->state != "ready") RETURN_IF_ERROR(metadata_->DeleteLayer(chain_id));
+    }
+    return metadata_->PutVolume(volume);
+  }));
+  for (const std::string& id : remove) {
+    if (id == volume.active_id) continue;  // never the writable layer the volume uses
+    RETURN_IF_ERROR(driver_->Remove(id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommitResult> VolumeManager::Commit(const std::string& volume_id,
+                                                   const std::string& comment) {
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  ASSIGN_OR_RETURN(CommitResult result, CommitVolume(volume, comment, std::nullopt));
+  RefreshGauges();
+  return result;
+}
+
+absl::StatusOr<SnapshotRecord> VolumeManager::CreateSnapshot(const std::string& volume_id,
+                                                             const std::string& name) {
+  ASSIGN_OR_RETURN(std::optional<SnapshotRecord> existing, metadata_->GetSnapshotByName(name));
+  if (existing) {
+    if (existing->source_volume_id != volume_id) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "snapshot \"", name, "\" already exists for volume ", existing->source_volume_id));
+    }
+    return *existing;
+  }
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  SnapshotRecord snapshot;
+  snapshot.id = absl::StrCat("snap-", RandomHex(8));
+  snapshot.name = name;
+  snapshot.source_volume_id = volume_id;
+  snapshot.created_unix = NowUnix();
+  ASSIGN_OR_RETURN(
+      CommitResult result,
+      CommitVolume(volume, absl::StrCat("snapshot ", name, " of volume ", volume_id), snapshot));
+  snapshot.chain_id = result.chain_id;
+  snapshot.size_bytes = result.size_bytes;
+  snapshot.state = "ready";
+  LogInfo("snapshot created", {{"snapshot", snapshot.id},
+                               {"name", name},
+                               {"volume", volume_id},
+                               {"chain_id", snapshot.chain_id}});
+  RefreshGauges();
+  return snapshot;
+}
+
+absl::Status VolumeManager::DeleteSnapshot(const std::string& snapshot_id) {
+  ASSIGN_OR_RETURN(std::optional<SnapshotRecord> snapshot, metadata_->GetSnapshot(snapshot_id));
+  if (!snapshot) return absl::OkStatus();
+  RETURN_IF_ERROR(metadata_->DeleteSnapshot(snapshot_id));
+  // Free what only this snapshot kept alive (its commit layers); shared layers stay.
+  ASSIGN_OR_RETURN(GcResult collected, layers_->CollectUnreferencedCommits());
+  LogInfo("snapshot deleted", {{"snapshot", snapshot_id},
+                               {"layers_freed", std::to_string(collected.removed_chain_ids.size())},
+                               {"bytes_freed", std::to_string(collected.bytes_freed)}});
+  RefreshGauges();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SnapshotRecord> VolumeManager::GetSnapshot(const std::string& snapshot_id) {
+  ASSIGN_OR_RETURN(std::optional<SnapshotRecord> snapshot, metadata_->GetSnapshot(snapshot_id));
+  if (!snapshot) return absl::NotFoundError(absl::StrCat("snapshot ", snapshot_id, " not found"));
+  return *snapshot;
+}
+
+absl::StatusOr<std::vector<SnapshotRecord>> VolumeManager::ListSnapshots() {
+  return metadata_->ListSnapshots();
+}
+
+absl::StatusOr<SnapshotRecord> VolumeManager::Rollback(const std::string& volume_id,
+                                                       const std::string& snapshot_id) {
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  ASSIGN_OR_RETURN(SnapshotRecord target, GetSnapshot(snapshot_id));
+  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
+                   metadata_->ListPublications(volume_id));
+  if (volume.state == kVolumeStaged || !publications.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", volume_id, " is in use (staged or published); stop its pods first"));
+  }
+  // Keep what the volume holds now, so the rollback can be undone.
+  ASSIGN_OR_RETURN(SnapshotRecord kept,
+                   CreateSnapshot(volume_id, absl::StrCat("before-rollback-", volume_id, "-",
+                                                          NowUnix(), "-", RandomHex(2))));
+  ASSIGN_OR_RETURN(volume, MustGet(volume_id));  // the commit rebased it
+  auto pin = layers_->PinLayers();
+  ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(target.chain_id));
+  ASSIGN_OR_RETURN(std::string new_active, metadata_->NewDriverId());
+  volume.pending = PendingCommit("", {new_active});
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  drivers::PrepareOptions prepare;
+  prepare.capacity_bytes = volume.capacity_bytes;
+  absl::Status prepared = driver_->Prepare(new_active, chain, prepare);
+  if (!prepared.ok()) {
+    (void)RecoverPendingCommit(volume);
+    return prepared;
+  }
+  std::string old_active = volume.active_id;
+  volume.active_id = new_active;
+  volume.chain_id = target.chain_id;
+  volume.pending = "";
+  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  (void)driver_->Remove(old_active);  // empty: the kept snapshot holds its content
+  LogInfo("volume rolled back",
+          {{"volume", volume_id}, {"snapshot", snapshot_id}, {"previous_state_kept_as", kept.id}});
+  RefreshGauges();
+  return kept;
+}
+
+}  // namespace strata::node
