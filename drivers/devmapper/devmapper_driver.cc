@@ -386,14 +386,10 @@ absl::Status DevmapperDriver::GrowFilesystem(const std::string& device) {
         "devmapper: xfs grows only while mounted; raise --dm-base-size instead of asking for a "
         "capacity above it");
   }
-  // resize2fs wants a freshly checked filesystem; e2fsck exit codes 0 and 1 mean clean/fixed.
-  std::string output;
-  ASSIGN_OR_RETURN(int code, tools_({"e2fsck", "-f", "-p", device}, &output));
-  if (code > 1) {
-    return absl::InternalError(
-        absl::StrCat("e2fsck -f -p ", device, " exited with ", code, ": ", output));
-  }
-  return RunToolOk({"resize2fs", device});
+  // -f: resize2fs would first want `e2fsck -f`, which costs a full check per Prepare and
+  // recreates lost+found; the origin is a committed layer (unmounted, or frozen by the suspend
+  // of a kKeep commit), so its filesystem is consistent.
+  return RunToolOk({"resize2fs", "-f", device});
 }
 
 absl::Status DevmapperDriver::EnsureBase() {
@@ -426,6 +422,8 @@ absl::Status DevmapperDriver::EnsureBase() {
       // every snapshot, allocating pool blocks per device (Docker does the same).
       status = RunToolOk({"mkfs.ext4", "-q", "-F", "-E",
                           "nodiscard,lazy_itable_init=0,lazy_journal_init=0", device});
+      // A volume shows the filesystem's root: no lost+found in it (e2fsck makes one if needed).
+      if (status.ok()) status = RunToolOk({"debugfs", "-w", "-R", "rmdir lost+found", device});
     } else {
       status = RunToolOk({"mkfs.xfs", "-q", "-f", "-K", device});
     }
@@ -578,6 +576,14 @@ absl::StatusOr<std::vector<sys::Mount>> DevmapperDriver::View(const Chain& chain
 }
 
 absl::StatusOr<ApplyTarget> DevmapperDriver::DirectWriteTarget(const std::string& id) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<Record> record = ReadRecord(devices_ + "/" + id + ".json");
+    if (!record.ok() || record->kind != "active") {
+      return absl::NotFoundError("devmapper: active snapshot " + id + " not found");
+    }
+  }
   return absl::UnimplementedError("devmapper: content is written through a mount of Mounts()");
 }
 

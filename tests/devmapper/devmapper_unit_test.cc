@@ -120,11 +120,12 @@ TEST_F(DevmapperUnitTest, StartMakesAndFormatsTheBaseOnce) {
                           "remove pool-base"));
   EXPECT_THAT(tool_calls_, ElementsAre("mkfs.ext4 -q -F -E "
                                        "nodiscard,lazy_itable_init=0,lazy_journal_init=0 "
-                                       "/dev/mapper/pool-base"));
+                                       "/dev/mapper/pool-base",
+                                       "debugfs -w -R rmdir lost+found /dev/mapper/pool-base"));
   dm_->ClearCalls();
   Start();  // a restart keeps the base
   EXPECT_THAT(dm_->calls(), IsEmpty());
-  EXPECT_EQ(tool_calls_.size(), 1u);
+  EXPECT_EQ(tool_calls_.size(), 2u);
   EXPECT_THAT(Walk(), IsEmpty());  // the base is not a driver id
 }
 
@@ -165,6 +166,7 @@ TEST_F(DevmapperUnitTest, PrepareCommitRemoveSendTheRightMessages) {
   ASSERT_TRUE(mounts.ok());
   EXPECT_THAT(*mounts, ElementsAre(sys::Mount{"ext4", "/dev/mapper/pool-snap-vol", {"rw"}}));
   EXPECT_EQ(driver_->DirectWriteTarget("vol").status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(driver_->DirectWriteTarget("none").status().code(), absl::StatusCode::kNotFound);
 
   // kKeep of a live (possibly mounted) active: suspended around the snapshot.
   dm_->ClearCalls();
@@ -316,8 +318,7 @@ TEST_F(DevmapperUnitTest, CapacityAboveTheBaseGrowsDeviceAndFilesystem) {
   const int64_t grown = 101 * kMiB;  // rounded up to MiB
   EXPECT_THAT(dm_->calls(), ElementsAre("create_snap pool 3 1",
                                         absl::StrCat("activate pool-snap-big 3 ", grown, " rw")));
-  EXPECT_THAT(tool_calls_, ElementsAre("e2fsck -f -p /dev/mapper/pool-snap-big",
-                                       "resize2fs /dev/mapper/pool-snap-big"));
+  EXPECT_THAT(tool_calls_, ElementsAre("resize2fs -f /dev/mapper/pool-snap-big"));
   // Its layer and the layer's children keep the size without growing again.
   ASSERT_TRUE(driver_->Commit("bigl", "big", {}, CommitMode::kConsume).ok());
   tool_calls_.clear();
@@ -325,17 +326,11 @@ TEST_F(DevmapperUnitTest, CapacityAboveTheBaseGrowsDeviceAndFilesystem) {
   EXPECT_EQ(dm_->GetDeviceInfo("pool-snap-child")->size_bytes, grown);
   EXPECT_THAT(tool_calls_, IsEmpty());
 
-  // A failed resize leaves nothing; e2fsck exit 1 (fixed) is fine, 4 is not.
-  tool_exit_["e2fsck"] = 1;
-  EXPECT_TRUE(driver_->Prepare("ok1", {}, {.capacity_bytes = 200 * kMiB}).ok());
-  tool_exit_["e2fsck"] = 4;
-  EXPECT_EQ(driver_->Prepare("bad1", {}, {.capacity_bytes = 200 * kMiB}).code(),
-            absl::StatusCode::kInternal);
-  tool_exit_["e2fsck"] = 0;
+  // A failed resize leaves nothing.
   tool_exit_["resize2fs"] = 1;
   EXPECT_EQ(driver_->Prepare("bad2", {}, {.capacity_bytes = 200 * kMiB}).code(),
             absl::StatusCode::kInternal);
-  EXPECT_THAT(Walk(), ElementsAre("bigl", "child", "ok1", "small"));
+  EXPECT_THAT(Walk(), ElementsAre("bigl", "child", "small"));
   ExpectConsistent();
 }
 
