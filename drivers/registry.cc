@@ -36,11 +36,13 @@ absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name, const
     return std::unique_ptr<Driver>(std::move(driver));
   }
   if (name == "auto") {
-    // btrfs when --root is on btrfs (no copies, capacity via quotas), else overlay. Never vfs:
-    // its full copies must be asked for.
+    // devmapper when a thin pool is named (the operator set one up for it; the chart does this
+    // too), else btrfs when --root is on btrfs (no copies, capacity via quotas), else overlay.
+    // Never vfs: its full copies must be asked for.
     if (root.empty() || root[0] != '/') {
       return absl::InvalidArgumentError("driver root must be an absolute path: " + root);
     }
+    if (!options.devmapper.thin_pool.empty()) return NewDriver("devmapper", root, options);
     RETURN_IF_ERROR(MakeDirs(root));
     absl::Status btrfs = BtrfsSupported(root);
     if (btrfs.ok()) return NewDriver("btrfs", root);

@@ -18,8 +18,9 @@ const std::vector<std::string>& KnownDriverNames();
 // The driver `name` keeping its content under `root` (absolute). InvalidArgument for an unknown
 // name (the message lists the valid ones), Unimplemented for a known driver this build lacks,
 // FailedPrecondition when the driver cannot run here (e.g. no overlayfs, --root not on btrfs),
-// with the reason. `name` may also be "auto": btrfs when `root` is on btrfs, else overlay when
-// overlayfs works there, else FailedPrecondition with both reasons (never vfs silently).
+// with the reason. `name` may also be "auto": devmapper when options name a thin pool, else
+// btrfs when `root` is on btrfs, else overlay when overlayfs works there, else
+// FailedPrecondition with the reasons (never vfs silently).
 absl::StatusOr<std::unique_ptr<Driver>> NewDriver(const std::string& name, const std::string& root);
 
 // What some drivers need besides a root (strata-csi's --dm-* flags).

@@ -74,6 +74,18 @@ absl::Status BtrfsDriver::Prepare(const std::string& id, const Chain& parents,
                                            " is an active snapshot, not a committed layer");
     }
   }
+  ASSIGN_OR_RETURN(btrfs::QuotaState quota, btrfs::GetQuotaState(home_));
+  const std::string final_path = SubvolumePath(id);
+  if (!parents.empty() && !quota.enabled) {
+    // A snapshot appears atomically and durably under its final name: what the temp-and-rename
+    // dance gives plain directories, in one transaction commit.
+    RETURN_IF_ERROR(RemoveAnything(home_ + "/" + TempName(id)));  // an older attempt's leftover
+    return btrfs::CreateSnapshot(SubvolumePath(parents[0]), final_path, /*read_only=*/false);
+  }
+  // Otherwise there is a step after creation, done under the temp name so that an active under
+  // its real name is always complete: a new subvolume takes its mode from the umask; with quotas
+  // on, a snapshot starts with its source's limit (a layer frozen from a limited volume has
+  // one), which must become this volume's capacity or none.
   const std::string temp = home_ + "/" + TempName(id);
   RETURN_IF_ERROR(RemoveAnything(temp));  // a crashed earlier attempt
   if (parents.empty()) {
@@ -81,15 +93,10 @@ absl::Status BtrfsDriver::Prepare(const std::string& id, const Chain& parents,
   } else {
     RETURN_IF_ERROR(btrfs::CreateSnapshot(SubvolumePath(parents[0]), temp, /*read_only=*/false));
   }
-  if (options.capacity_bytes > 0) {
-    // Set before the rename: an active under its real name always has its limit.
-    ASSIGN_OR_RETURN(btrfs::QuotaState quota, btrfs::GetQuotaState(home_));
-    if (quota.enabled) {
-      RETURN_IF_ERROR(
-          btrfs::SetReferencedLimit(temp, static_cast<uint64_t>(options.capacity_bytes)));
-    }
+  if (quota.enabled) {
+    RETURN_IF_ERROR(btrfs::SetReferencedLimit(temp, static_cast<uint64_t>(options.capacity_bytes)));
   }
-  RETURN_IF_ERROR(Rename(temp, SubvolumePath(id)));
+  RETURN_IF_ERROR(Rename(temp, final_path));
   return SyncDir(home_);
 }
 
@@ -153,13 +160,11 @@ absl::Status BtrfsDriver::Commit(const std::string& layer_id, const std::string&
   }
   if (layer_exists) return absl::AlreadyExistsError("btrfs: layer " + layer_id + " exists");
   if (!active_exists) return absl::NotFoundError("btrfs: active snapshot " + id + " not found");
-  // The kernel flushes the active's dirty data and commits a transaction as part of the
-  // snapshot, so the copy is a consistent, durable point-in-time image of a live volume.
-  const std::string temp = home_ + "/" + TempName(layer_id);
-  RETURN_IF_ERROR(RemoveAnything(temp));
-  RETURN_IF_ERROR(btrfs::CreateSnapshot(active, temp, /*read_only=*/true));
-  RETURN_IF_ERROR(Rename(temp, layer));
-  return SyncDir(home_);
+  // The kernel flushes the active's dirty data and makes the snapshot in a transaction commit:
+  // a consistent point-in-time image of a live volume that appears atomically and durably under
+  // its final name, so no temp name is needed (older attempts' leftovers are still cleaned).
+  RETURN_IF_ERROR(RemoveAnything(home_ + "/" + TempName(layer_id)));
+  return btrfs::CreateSnapshot(active, layer, /*read_only=*/true);
 }
 
 absl::Status BtrfsDriver::Remove(const std::string& id) {

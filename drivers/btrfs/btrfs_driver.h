@@ -8,7 +8,8 @@
 // subvolume can be renamed into place (btrfs refuses to move a read-only subvolume to another
 // directory, because that would rewrite its ".." entry):
 //   <strata root>/btrfs/<id>        a layer (read-only subvolume) or an active (writable one)
-//   <strata root>/btrfs/.tmp-<id>   a subvolume being made (crash leftover if it stays)
+//   <strata root>/btrfs/.tmp-<id>   a subvolume being set up (crash leftover if it stays); a
+//                                   snapshot needing no set-up is made under its final name
 //   <strata root>/btrfs/.del-<id>   not made by this driver; removed like any leftover
 
 #include <memory>
@@ -41,9 +42,10 @@ class BtrfsDriver : public Driver {
   // on every call, so enabling quotas later takes effect for volumes prepared afterwards).
   DriverLimits limits() const override;
 
-  // A writable snapshot of parents[0] (empty parents: a new empty subvolume, mode 0755), made as
-  // .tmp-<id> and renamed into place. With quotas on and a capacity, the subvolume's qgroup gets
-  // a referenced-bytes limit of capacity_bytes before the rename.
+  // A writable snapshot of parents[0] (empty parents: a new empty subvolume, mode 0755). With
+  // quotas on, its qgroup's referenced-bytes limit is set to capacity_bytes (0: none) under the
+  // temp name .tmp-<id> before the rename; with quotas off a snapshot is made under its final
+  // name directly (it appears atomically).
   absl::Status Prepare(const std::string& id, const Chain& parents,
                        const PrepareOptions& options) override;
   // A read-write bind of the active's subvolume. FailedPrecondition if it is read-only (a layer,
@@ -54,8 +56,8 @@ class BtrfsDriver : public Driver {
   absl::StatusOr<std::vector<sys::Mount>> View(const Chain& chain) override;
   // The active's subvolume, WhiteoutStyle::kApply.
   absl::StatusOr<ApplyTarget> DirectWriteTarget(const std::string& id) override;
-  // kKeep: a read-only snapshot of the active as .tmp-<layer_id>, renamed into place; the
-  // active stays mounted and writable. kConsume: the active is made read-only, synced and
+  // kKeep: a read-only snapshot of the active, made under its final name; the active stays
+  // mounted and writable. kConsume: the active is made read-only, synced and
   // renamed to layer_id. Both are O(1) in the amount of data.
   absl::Status Commit(const std::string& layer_id, const std::string& id, const Chain& parents,
                       CommitMode mode) override;

@@ -217,7 +217,8 @@ absl::Status SetReferencedLimit(const std::string& path, uint64_t max_referenced
   std::memset(&args, 0, sizeof(args));
   args.qgroupid = id;  // level 0: the subvolume's own qgroup 0/<id>
   args.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
-  args.lim.max_rfer = max_referenced;
+  // The kernel reads max_rfer == (u64)-1 as "clear the limit".
+  args.lim.max_rfer = max_referenced > 0 ? max_referenced : UINT64_MAX;
   if (ioctl(fd.get(), BTRFS_IOC_QGROUP_LIMIT, &args) != 0) {
     return ErrnoStatus(errno, absl::StrFormat("BTRFS_IOC_QGROUP_LIMIT 0/%d", id), path);
   }

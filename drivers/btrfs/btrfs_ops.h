@@ -23,8 +23,10 @@ absl::StatusOr<bool> IsSubvolume(const std::string& path);
 absl::Status CreateSubvolume(const std::string& path);
 
 // A snapshot of subvolume `source` at `path`; read-only or writable. The kernel flushes the
-// source's dirty data and commits a transaction first, so the snapshot is complete and durable
-// when this returns (it either exists whole or not at all).
+// source's dirty data and makes the snapshot in a transaction commit, so it appears atomically
+// (whole or not at all, even across a crash) and is durable when this returns. With quotas on,
+// the snapshot's qgroup starts with a copy of the source qgroup's limits (the kernel applies
+// them after, and so over, any limits passed at creation).
 absl::Status CreateSnapshot(const std::string& source, const std::string& path, bool read_only);
 
 // Deletes subvolume `path`, read-only or not, and any subvolumes nested under it.
@@ -54,7 +56,8 @@ struct QuotaState {
 absl::StatusOr<QuotaState> GetQuotaState(const std::string& path);
 
 // Sets the referenced-bytes limit (max_rfer, what `btrfs qgroup limit SIZE` sets) of subvolume
-// `path`'s own qgroup 0/<id>. Writes that would take it past the limit fail with EDQUOT.
+// `path`'s own qgroup 0/<id>; 0 removes it (`btrfs qgroup limit none`). Writes that would take
+// the qgroup past its limit fail with EDQUOT.
 absl::Status SetReferencedLimit(const std::string& path, uint64_t max_referenced);
 
 // The qgroup 0/<id> of subvolume `path`: its limit and usage as of the last committed

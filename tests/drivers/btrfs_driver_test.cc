@@ -212,7 +212,8 @@ TEST_F(BtrfsDriverTest, RetriesFinishWhatACrashLeft) {
   EXPECT_EQ(ReadFile(Path("layer") + "/data"), "d");
   EXPECT_TRUE(driver_->Commit("layer", "vol", {}, CommitMode::kConsume).ok());  // once more
 
-  // kKeep stopped after its snapshot, before the rename: a read-only subvolume as .tmp-snap.
+  // A read-only subvolume left as .tmp-snap (kKeep snapshots straight to the final name now;
+  // older builds, or anything else, may leave one).
   ASSERT_TRUE(driver_->Prepare("live", {"layer"}, {}).ok());
   WriteFile(Path("live") + "/more", "m");
   const std::string temp = root_ + "/btrfs/.tmp-snap";
@@ -224,7 +225,7 @@ TEST_F(BtrfsDriverTest, RetriesFinishWhatACrashLeft) {
   EXPECT_FALSE(Exists(temp));
   EXPECT_EQ(ReadFile(Path("snap") + "/more"), "m");
 
-  // Prepare stopped after its snapshot, before the rename; and an orphan only recovery knows.
+  // An empty-parent Prepare stopped before its rename; and an orphan only recovery knows.
   ASSERT_TRUE(btrfs::CreateSnapshot(Path("layer"), root_ + "/btrfs/.tmp-vol2", false).ok());
   ASSERT_TRUE(driver_->Prepare("vol2", {}, {}).ok());
   EXPECT_FALSE(Exists(Path("vol2") + "/data"));  // the fresh empty subvolume, not the leftover
@@ -287,11 +288,29 @@ TEST(BtrfsQuotaTest, CapacityIsEnforcedWithQuotas) {
   std::printf("[ measure  ] btrfs qgroup usage of a %lld-byte volume after EDQUOT: %lld bytes\n",
               static_cast<long long>(kCapacity), static_cast<long long>(usage->bytes));
 
+  // A volume on no parents gets its limit too (set before its rename).
+  ASSERT_TRUE(driver.Prepare("empty", {}, {.capacity_bytes = 4 << 20}).ok());
+  auto empty_limit = btrfs::GetQgroupUsage(driver.SubvolumePath("empty"));
+  ASSERT_TRUE(empty_limit.ok()) << empty_limit.status();
+  EXPECT_EQ(empty_limit->max_referenced, 4u << 20);
+  error = WriteBytes(driver.SubvolumePath("empty") + "/f", 8 << 20);
+  EXPECT_EQ(error, EDQUOT) << strerror(error);
+
+  // A layer frozen from a limited volume carries the limit, and btrfs copies a snapshot
+  // source's limit: a volume prepared on it without capacity must still be unlimited.
+  ASSERT_TRUE(driver.Prepare("lim", {"base"}, {.capacity_bytes = 8 << 20}).ok());
+  ASSERT_TRUE(driver.Commit("frozen", "lim", {"base"}, CommitMode::kConsume).ok());
+  ASSERT_TRUE(driver.Prepare("child", {"frozen", "base"}, {}).ok());
+  auto child = btrfs::GetQgroupUsage(driver.SubvolumePath("child"));
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(child->max_referenced, 0u);
+  EXPECT_EQ(WriteBytes(driver.SubvolumePath("child") + "/f", 12 << 20), 0);
+
   // A volume without capacity is unlimited, and a kKeep of the limited one still works.
   ASSERT_TRUE(driver.Prepare("big", {"base"}, {}).ok());
   EXPECT_EQ(WriteBytes(driver.SubvolumePath("big") + "/f", 24 << 20), 0);
   EXPECT_TRUE(driver.Commit("snap", "vol", {"base"}, CommitMode::kKeep).ok());
-  for (const char* id : {"free", "base", "vol", "big", "snap"}) {
+  for (const char* id : {"free", "base", "vol", "empty", "frozen", "child", "big", "snap"}) {
     EXPECT_TRUE(driver.Remove(id).ok()) << id;
   }
   EXPECT_TRUE(drivers::RemoveTree(root).ok());
@@ -357,25 +376,29 @@ TEST(BtrfsMeasureTest, CommitAndPrepareMountTimes) {
       chain.insert(chain.begin(), id);
     }
     // Prepare + mount (and, untimed, unmount + remove) of a volume on the 10-layer chain.
-    std::vector<double> samples;
+    std::vector<double> total, prepare, mount;
     for (int i = 0; i < 15; ++i) {
       std::string vol = absl::StrCat("p", i);
       auto start = std::chrono::steady_clock::now();
       ASSERT_TRUE(driver->Prepare(vol, chain, {}).ok());
+      auto prepared = std::chrono::steady_clock::now();
       auto mounts = driver->Mounts(vol, chain);
       ASSERT_TRUE(mounts.ok()) << mounts.status();
       ASSERT_EQ(mounts->size(), 1u);
       ASSERT_TRUE(mounter->MountAt((*mounts)[0], target).ok());
-      samples.push_back(Millis(std::chrono::steady_clock::now() - start));
+      auto end = std::chrono::steady_clock::now();
+      total.push_back(Millis(end - start));
+      prepare.push_back(Millis(prepared - start));
+      mount.push_back(Millis(end - prepared));
       EXPECT_EQ(ReadFile(target + "/f0"), "x");
       ASSERT_TRUE(mounter->Unmount(target).ok());
       ASSERT_TRUE(driver->Remove(vol).ok());
     }
-    std::sort(samples.begin(), samples.end());
+    for (auto* samples : {&total, &prepare, &mount}) std::sort(samples->begin(), samples->end());
     std::printf(
         "[ measure  ] %-7s Prepare+mount on a 10-layer chain: median %.2f ms (min %.2f, "
-        "max %.2f)\n",
-        name.c_str(), samples[samples.size() / 2], samples.front(), samples.back());
+        "max %.2f); Prepare %.2f ms, Mounts+mount %.2f ms\n",
+        name.c_str(), total[7], total.front(), total.back(), prepare[7], mount[7]);
 
     for (int64_t size : sizes) {
       for (bool synced : {false, true}) {

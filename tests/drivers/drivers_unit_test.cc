@@ -171,11 +171,10 @@ TEST(RegistryTest, KnowsFourDriversAndBuildsTheImplementedOnes) {
   } else {
     EXPECT_EQ(overlay.status().code(), absl::StatusCode::kFailedPrecondition);
   }
-  for (const char* name : {"devmapper"}) {
-    auto driver = drivers::NewDriver(name, root);
-    EXPECT_EQ(driver.status().code(), absl::StatusCode::kUnimplemented) << name;
-    EXPECT_THAT(std::string(driver.status().message()), HasSubstr("not available"));
-  }
+  // devmapper needs a thin pool (DriverOptions); without one it says how to get one.
+  auto devmapper = drivers::NewDriver("devmapper", root);
+  EXPECT_EQ(devmapper.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(devmapper.status().message()), HasSubstr("thin pool"));
   auto unknown = drivers::NewDriver("zfs", root);
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("overlay, vfs, btrfs, devmapper"));
@@ -208,6 +207,13 @@ TEST(RegistryTest, BtrfsNeedsBtrfsAndAutoFallsBackToOverlay) {
   }
   EXPECT_EQ(drivers::NewDriver("auto", "relative").status().code(),
             absl::StatusCode::kInvalidArgument);
+  // A named thin pool means devmapper, whatever the root is on (the pool does not exist here).
+  drivers::DriverOptions options;
+  options.devmapper.thin_pool = "strata-unit-no-such-pool";
+  auto pool = drivers::NewDriver("auto", root, options);
+  EXPECT_FALSE(pool.ok());
+  EXPECT_THAT(std::string(pool.status().message()),
+              ::testing::AnyOf(HasSubstr("strata-unit-no-such-pool"), HasSubstr("device-mapper")));
   EXPECT_TRUE(drivers::RemoveTree(root).ok());
 }
 
