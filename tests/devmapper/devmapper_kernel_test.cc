@@ -219,7 +219,8 @@ class DevmapperKernelTest : public ::testing::Test {
 };
 
 TEST_F(DevmapperKernelTest, CommitOfAMountedDeviceTimesAndContent) {
-  ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
+  // Above the 64 MiB base: room for 101 MiB of data.
+  ASSERT_TRUE(driver_->Prepare("vol", {}, {.capacity_bytes = 192 * kKernelTestMiB}).ok());
   std::string target = MountActive("vol", {});
   ASSERT_FALSE(target.empty());
   for (int64_t mib : {1, 100}) {
@@ -228,6 +229,7 @@ TEST_F(DevmapperKernelTest, CommitOfAMountedDeviceTimesAndContent) {
     {
       std::ofstream out(absl::StrCat(target, "/data", mib), std::ios::binary);
       for (int64_t i = 0; i < mib; ++i) out << chunk;
+      ASSERT_TRUE(out.good()) << "write failed";
     }
     const std::string layer = absl::StrCat("snap", mib);
     auto start = std::chrono::steady_clock::now();
@@ -357,7 +359,7 @@ TEST_F(DevmapperKernelTest, RestartRecoversRealDevices) {
   {
     std::ifstream in(records + "half.json");
     std::string json((std::istreambuf_iterator<char>(in)), {});
-    json.replace(json.find("\"active\""), 8, "\"creating\"");
+    json.replace(json.find("\"state\":\"active\""), 16, "\"state\":\"creating\"");
     std::ofstream(records + "half.json") << json;
   }
   // 2. A layer device gone (reboot) and the active left suspended (crash inside Commit).
@@ -381,7 +383,7 @@ TEST_F(DevmapperKernelTest, RestartRecoversRealDevices) {
   {
     std::ifstream in(records + "layer.json");
     std::string json((std::istreambuf_iterator<char>(in)), {});
-    json.replace(json.find("\"active\""), 8, "\"removing\"");
+    json.replace(json.find("\"state\":\"active\""), 16, "\"state\":\"removing\"");
     std::ofstream(records + "layer.json") << json;
   }
   ASSERT_TRUE(dm_->Remove(driver_->DeviceName("layer")).ok());
