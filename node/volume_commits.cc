@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <ctime>
 
 #include "absl/strings/numbers.h"
@@ -32,25 +33,32 @@ std::string PendingCommit(const std::string& chain_id, const std::vector<std::st
   return text;
 }
 
-// Copies the children of `source` into the existing directory `destination` and gives
-// `destination` the mode, owner and times of `source`.
+// Copies the tree at `source` into the existing, empty directory `destination` (a driver's
+// write target, which cannot be replaced): copy beside, then move the children in.
 absl::Status CopyInto(const std::string& source, const std::string& destination) {
-  DIR* dir = opendir(source.c_str());
-  if (dir == nullptr) return absl::InternalError(absl::StrCat("opendir ", source));
+  const std::string staging = destination + "/.strata-flatten";
+  RETURN_IF_ERROR(drivers::CopyTree(source, staging));
+  DIR* dir = opendir(staging.c_str());
+  if (dir == nullptr) return absl::InternalError(absl::StrCat("opendir ", staging));
   absl::Status status;
   while (dirent* entry = readdir(dir)) {
     std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
-    status = drivers::CopyTree(source + "/" + name, destination + "/" + name);
-    if (!status.ok()) break;
+    if (rename((staging + "/" + name).c_str(), (destination + "/" + name).c_str()) != 0) {
+      status =
+          absl::InternalError(absl::StrCat("rename into ", destination, ": ", strerror(errno)));
+      break;
+    }
   }
   closedir(dir);
   RETURN_IF_ERROR(status);
   struct stat st;
-  if (lstat(source.c_str(), &st) == 0) {
+  if (lstat(staging.c_str(), &st) == 0) {
     (void)lchown(destination.c_str(), st.st_uid, st.st_gid);
     (void)chmod(destination.c_str(), st.st_mode & 07777);
   }
+  if (rmdir(staging.c_str()) != 0)
+    return absl::InternalError(absl::StrCat("rmdir ", staging, ": ", strerror(errno)));
   return absl::OkStatus();
 }
 
@@ -58,6 +66,8 @@ absl::Status CopyInto(const std::string& source, const std::string& destination)
 
 int VolumeManager::FlattenLimit() const {
   int driver_limit = driver_->limits().max_chain_depth;
+  // Drivers whose layers are full trees mount only the top layer: depth costs them nothing.
+  if (driver_->limits().layers_are_full_trees) return driver_limit;
   if (options_.flatten_depth <= 0) return driver_limit;
   return std::min(options_.flatten_depth, driver_limit);
 }
