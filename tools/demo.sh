@@ -4,9 +4,10 @@
 #  2. starts strata-csi on a local folder (./demo-root) with the overlay driver and SQLite
 #     metadata there;
 #  3. makes a three-layer sample image with umoci and imports it;
-#  4. walks a volume through its life the way kubelet and the provisioner do, over the CSI socket:
-#     create → stage → publish → (a pod writes) → unpublish → unstage → delete,
-#     showing each step, what the pod sees, and the layer tree.
+#  4. walks a volume through its life the way kubelet and the sidecars do, over the CSI socket:
+#     create → stage → publish → (a pod writes) → snapshot → unpublish → unstage →
+#     restore the snapshot into a new volume → delete, showing each step, what the pod sees,
+#     and the layer tree.
 # Run as root (it mounts filesystems). Leaves nothing mounted; ./demo-root keeps the store.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +20,7 @@ run() { printf '  $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }
 
 bold "Installing dependencies and building (first run takes a few minutes)"
 "$here/tools/install-deps.sh"
-"$here/tools/build.sh" "$build" | tail -n 1
+"$here/tools/build.sh" "$build" strata-csi stratactl csi-walk | tail -n 1
 
 csi=$build/cmd/strata-csi
 ctl=$build/cmd/stratactl
@@ -82,15 +83,41 @@ run find "$upper" -type f
 run "$walk" stats "$volume" "$target"
 run "$ctl" volumes
 
+bold "CreateSnapshot (what csi-snapshotter does for a VolumeSnapshot): a commit"
+snapshot=$("$walk" snapshot "$volume" snap-demo-1)
+echo "    snapshot id: $snapshot"
+echo "  the writable layer became a new read-only layer on top of the image's chain:"
+run "$ctl" layers --tree
+echo "  the pod keeps writing; later writes are not in the snapshot:"
+echo "written after the snapshot" >"$target/data/later.txt"
+echo "hello again, changed after the snapshot" >"$target/data/hello.txt"
+run cat "$target/data/hello.txt"
+
 bold "NodeUnpublishVolume, NodeUnstageVolume: the pod goes away; the volume keeps its data"
 run "$walk" unpublish "$volume" "$target"
 run "$walk" unstage "$volume" "$staging"
-run "$walk" stage "$volume" "$staging"
-run cat "$staging/data/hello.txt"
-run "$walk" unstage "$volume" "$staging"
 
-bold "DeleteVolume: the writable layer goes; the image's layers stay, shared and unchanged"
+bold "Restore: CreateVolume from the snapshot (a new writable layer on its chain, no copy)"
+restored=$("$walk" create pvc-restored --snapshot "$snapshot")
+echo "    volume id: $restored"
+restored_staging=$demo/kubelet/plugins/strata.csi.dev/$restored/globalmount
+mkdir -p "$restored_staging"
+run "$walk" stage "$restored" "$restored_staging"
+echo "  the restored volume is the state at the snapshot:"
+run cat "$restored_staging/data/hello.txt" "$restored_staging/etc/motd"
+run ls "$restored_staging/data"
+echo "  the original volume still has everything it wrote:"
+run "$walk" stage "$volume" "$staging"
+run cat "$staging/data/hello.txt" "$staging/data/later.txt"
+run "$walk" unstage "$volume" "$staging"
+run "$walk" unstage "$restored" "$restored_staging"
+run "$ctl" layers --tree
+run "$ctl" volumes
+
+bold "DeleteVolume, DeleteSnapshot: writable layers and the commit go; the image's layers stay"
 run "$walk" delete "$volume"
+run "$walk" delete "$restored"
+run "$walk" delete-snapshot "$snapshot"
 run "$ctl" layers --tree
 run "$ctl" volumes
 
@@ -100,7 +127,8 @@ import sys, urllib.request
 text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
 for line in text.splitlines():
     if line.startswith(("strata_csi_operations_total", "strata_layers ", "strata_images ",
-                        "strata_layer_bytes", "strata_volumes{")):
+                        "strata_layer_bytes", "strata_volumes{", "strata_snapshots{",
+                        "strata_commit_duration_seconds_count", "strata_shared_bytes")):
         print(line)
 PY
 

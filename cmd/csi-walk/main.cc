@@ -20,8 +20,11 @@ using ::csi::v1::VolumeCapability;
 constexpr char kUsage[] = R"(usage: csi-walk [--endpoint unix:///csi/csi.sock] COMMAND ARGS...
 commands (each is one CSI call):
   info                                   GetPluginInfo + Probe + NodeGetInfo
-  create NAME [--image REF] [--capacity BYTES]
+  create NAME [--image REF | --snapshot ID | --clone VOLUME] [--capacity BYTES]
                                          CreateVolume; prints the volume id
+  snapshot VOLUME NAME                   CreateSnapshot; prints the snapshot id
+  snapshots [--volume VOLUME]            ListSnapshots
+  delete-snapshot SNAPSHOT               DeleteSnapshot
   stage VOLUME STAGING_PATH              NodeStageVolume
   publish VOLUME STAGING_PATH TARGET [--readonly]
                                          NodePublishVolume
@@ -133,6 +136,13 @@ int main(int argc, char** argv) {
     ::csi::v1::CreateVolumeRequest request;
     request.set_name(args[1]);
     if (options.count("--image")) (*request.mutable_parameters())["image"] = options["--image"];
+    if (options.count("--snapshot")) {
+      request.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(
+          options["--snapshot"]);
+    }
+    if (options.count("--clone")) {
+      request.mutable_volume_content_source()->mutable_volume()->set_volume_id(options["--clone"]);
+    }
     if (options.count("--capacity"))
       request.mutable_capacity_range()->set_required_bytes(std::stoll(options["--capacity"]));
     *request.add_volume_capabilities() = MountCapability();
@@ -140,6 +150,38 @@ int main(int argc, char** argv) {
     if (!(status = controller->CreateVolume(Context().get(), request, &response)).ok())
       return Fail("CreateVolume", status);
     std::cout << response.volume().volume_id() << "\n";
+    return 0;
+  }
+  if (command == "snapshot" && need(2)) {
+    ::csi::v1::CreateSnapshotRequest request;
+    request.set_source_volume_id(args[1]);
+    request.set_name(args[2]);
+    ::csi::v1::CreateSnapshotResponse response;
+    if (!(status = controller->CreateSnapshot(Context().get(), request, &response)).ok())
+      return Fail("CreateSnapshot", status);
+    std::cout << response.snapshot().snapshot_id() << "\n";
+    return 0;
+  }
+  if (command == "snapshots" && need(0)) {
+    ::csi::v1::ListSnapshotsRequest request;
+    if (options.count("--volume")) request.set_source_volume_id(options["--volume"]);
+    ::csi::v1::ListSnapshotsResponse response;
+    if (!(status = controller->ListSnapshots(Context().get(), request, &response)).ok())
+      return Fail("ListSnapshots", status);
+    for (const auto& entry : response.entries()) {
+      const auto& snapshot = entry.snapshot();
+      std::cout << snapshot.snapshot_id() << " source " << snapshot.source_volume_id() << " "
+                << snapshot.size_bytes() << " bytes, ready "
+                << (snapshot.ready_to_use() ? "yes" : "no") << "\n";
+    }
+    return 0;
+  }
+  if (command == "delete-snapshot" && need(1)) {
+    ::csi::v1::DeleteSnapshotRequest request;
+    request.set_snapshot_id(args[1]);
+    ::csi::v1::DeleteSnapshotResponse response;
+    if (!(status = controller->DeleteSnapshot(Context().get(), request, &response)).ok())
+      return Fail("DeleteSnapshot", status);
     return 0;
   }
   if (command == "stage" && need(2)) {
@@ -219,8 +261,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (args.size() >= 1 &&
-      std::string("info create stage publish stats unpublish unstage delete list").find(command) ==
-          std::string::npos) {
+      std::string("info create snapshot snapshots delete-snapshot stage publish stats unpublish "
+                  "unstage delete list")
+              .find(command) == std::string::npos) {
     std::cerr << "csi-walk: unknown command " << command << "\n" << kUsage;
   }
   return 2;
