@@ -21,8 +21,9 @@ absl::Status RemoveAnything(const std::string& path) {
 }
 
 absl::Status Rename(const std::string& from, const std::string& to) {
-  if (rename(from.c_str(), to.c_str()) != 0)
+  if (rename(from.c_str(), to.c_str()) != 0) {
     return ErrnoStatus(errno, "rename", from + " -> " + to);
+  }
   return absl::OkStatus();
 }
 
@@ -66,8 +67,9 @@ absl::Status BtrfsDriver::Prepare(const std::string& id, const Chain& parents,
   if (!parents.empty()) {
     const std::string top = SubvolumePath(parents[0]);
     ASSIGN_OR_RETURN(bool parent_exists, btrfs::IsSubvolume(top));
-    if (!parent_exists)
+    if (!parent_exists) {
       return absl::NotFoundError("btrfs: parent layer " + parents[0] + " not found");
+    }
     ASSIGN_OR_RETURN(bool parent_read_only, btrfs::IsReadOnly(top));
     if (!parent_read_only) {
       return absl::FailedPreconditionError("btrfs: parent " + parents[0] +

@@ -64,10 +64,11 @@ int WriteBytes(const std::string& path, int64_t bytes) {
   for (int64_t done = 0; done < bytes && error == 0;) {
     size_t n = static_cast<size_t>(std::min<int64_t>(chunk.size(), bytes - done));
     ssize_t written = write(fd, chunk.data(), n);
-    if (written < 0)
+    if (written < 0) {
       error = errno;
-    else
+    } else {
       done += written;
+    }
   }
   if (error == 0 && fsync(fd) != 0) error = errno;
   if (close(fd) != 0 && error == 0) error = errno;
