@@ -358,6 +358,42 @@ TEST_F(DevmapperKernelTest, PoolBelowMinimumIsResourceExhaustedWithNothingHalfMa
   EXPECT_TRUE(driver_->Prepare("vol2", {}, {}).ok());
 }
 
+// A pool that really ran out of data space (error_if_no_space: writes fail at once): the pool
+// leaves "rw" mode and Prepare/Commit refuse even with no free-space minimum.
+TEST_F(DevmapperKernelTest, PoolOutOfDataSpaceIsResourceExhausted) {
+  options_.min_free_percent = 0;
+  Start();
+  ASSERT_TRUE(driver_->Prepare("vol", {}, {.capacity_bytes = 400 * kKernelTestMiB}).ok());
+  std::string target = MountActive("vol", {});
+  ASSERT_FALSE(target.empty());
+  {
+    // Fill the 256 MiB pool; the write (or the fsync) fails when the pool is full.
+    std::string chunk(kKernelTestMiB, 'p');
+    int fd = open((target + "/fill").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    bool failed = false;
+    for (int i = 0; i < 320 && !failed; ++i) {
+      failed = write(fd, chunk.data(), chunk.size()) != static_cast<ssize_t>(chunk.size()) ||
+               (i % 16 == 15 && fdatasync(fd) != 0);
+    }
+    failed = failed || fdatasync(fd) != 0;
+    close(fd);
+    EXPECT_TRUE(failed) << "320 MiB fit in a 256 MiB pool";
+  }
+  auto pool = driver_->PoolUsage();
+  ASSERT_TRUE(pool.ok());
+  std::printf("[ measure  ] full pool: data %lld/%lld MiB\n",
+              static_cast<long long>(pool->data_used_bytes >> 20),
+              static_cast<long long>(pool->data_total_bytes >> 20));
+  absl::Status prepared = driver_->Prepare("vol2", {}, {});
+  EXPECT_EQ(prepared.code(), absl::StatusCode::kResourceExhausted) << prepared;
+  std::printf("[ measure  ] out-of-space refusal: %s\n", prepared.ToString().c_str());
+  EXPECT_EQ(driver_->Commit("l", "vol", {}, drivers::CommitMode::kKeep).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(*driver_->Walk(), ::testing::ElementsAre("vol"));
+  (void)mounter_->Unmount(target, /*detach=*/true);
+}
+
 // Crash states made on real devices; a restart (DevmapperDriver::Create) must repair them.
 TEST_F(DevmapperKernelTest, RestartRecoversRealDevices) {
   ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
