@@ -84,6 +84,7 @@ struct StoreView {
   std::map<std::string, int> references;      // chain id -> Metadata::LayerReferences
   std::vector<ImageRecord> images;
   std::vector<VolumeRecord> volumes;  // every volume, whatever its state: all hold their chain
+  std::vector<node::SnapshotRecord> snapshots;
 
   const LayerRecord* Layer(const std::string& chain_id) const {
     auto it = layer_index.find(chain_id);
@@ -117,6 +118,7 @@ absl::StatusOr<StoreView> ReadStore(node::Metadata* metadata) {
     ASSIGN_OR_RETURN(view.layers, metadata->ListLayers());
     ASSIGN_OR_RETURN(view.images, metadata->ListImages());
     ASSIGN_OR_RETURN(view.volumes, metadata->ListVolumes());
+    ASSIGN_OR_RETURN(view.snapshots, metadata->ListSnapshots());
     for (size_t i = 0; i < view.layers.size(); ++i) {
       view.layer_index[view.layers[i].chain_id] = i;
       ASSIGN_OR_RETURN(view.references[view.layers[i].chain_id],
@@ -163,11 +165,55 @@ Json ChainJson(const std::vector<const LayerRecord*>& chain) {
   return layers;
 }
 
+// An image reference to store or write: what docker accepts in a name, bounded.
+absl::Status ValidateReference(const std::string& value, const std::string& field) {
+  RETURN_IF_ERROR(ValidateToken(value, field));
+  if (value.size() > 255)
+    return absl::InvalidArgumentError(absl::StrCat(field, " is longer than 255 characters"));
+  for (char c : value) {
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
+              c == '/' || c == ':' || c == '@';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " \"", value, "\" may hold only letters, digits and . _ - / : @"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void SnapshotToProto(const node::SnapshotRecord& record, pb::Snapshot* snapshot) {
+  snapshot->set_snapshot_id(record.id);
+  snapshot->set_name(record.name);
+  snapshot->set_source_volume_id(record.source_volume_id);
+  snapshot->set_chain_id(record.chain_id);
+  snapshot->set_size_bytes(record.size_bytes);
+  snapshot->set_created_unix(record.created_unix);
+  snapshot->set_state(record.state);
+}
+
+pb::Change::Kind ChangeKind(images::TreeChange::Kind kind) {
+  switch (kind) {
+    case images::TreeChange::kAdded:
+      return pb::Change::ADDED;
+    case images::TreeChange::kChanged:
+      return pb::Change::CHANGED;
+    case images::TreeChange::kDeleted:
+      return pb::Change::DELETED;
+  }
+  return pb::Change::KIND_UNSPECIFIED;
+}
+
+absl::Status NeedExporter(node::Exporter* exporter) {
+  if (exporter != nullptr) return absl::OkStatus();
+  return absl::UnimplementedError("this strata-csi serves no history, diff or save (no exporter)");
+}
+
 }  // namespace
 
 AdminService::AdminService(node::LayerStore* layers, node::VolumeManager* volumes,
-                           node::Metadata* metadata, node::VolumeLocks* locks)
-    : layers_(layers), volumes_(volumes), metadata_(metadata), locks_(locks) {}
+                           node::Metadata* metadata, node::VolumeLocks* locks,
+                           node::Exporter* exporter)
+    : layers_(layers), volumes_(volumes), metadata_(metadata), locks_(locks), exporter_(exporter) {}
 
 grpc::Status AdminService::ImportImage(grpc::ServerContext*, const pb::ImportImageRequest* request,
                                        pb::ImportImageResponse* response) {
@@ -217,13 +263,16 @@ grpc::Status AdminService::ListLayers(grpc::ServerContext*, const pb::ListLayers
 absl::Status AdminService::DoListLayers(pb::ListLayersResponse* response) {
   ASSIGN_OR_RETURN(StoreView view, ReadStore(metadata_));
   // Which images and volumes stand on each layer: walk each of their chains once.
-  std::map<std::string, std::vector<std::string>> image_names, volume_ids;
+  std::map<std::string, std::vector<std::string>> image_names, volume_ids, snapshot_names;
   for (const ImageRecord& image : view.images)
     for (const LayerRecord* layer : view.Chain(image.chain_id))
       image_names[layer->chain_id].push_back(image.name);
   for (const VolumeRecord& volume : view.volumes)
     for (const LayerRecord* layer : view.Chain(volume.chain_id))
       volume_ids[layer->chain_id].push_back(volume.id);
+  for (const node::SnapshotRecord& snapshot : view.snapshots)
+    for (const LayerRecord* layer : view.Chain(snapshot.chain_id))
+      snapshot_names[layer->chain_id].push_back(snapshot.name);
   for (const LayerRecord& record : view.layers) {
     pb::Layer* layer = response->add_layers();
     layer->set_chain_id(record.chain_id);
@@ -235,6 +284,8 @@ absl::Status AdminService::DoListLayers(pb::ListLayersResponse* response) {
     for (const std::string& name : image_names[record.chain_id]) layer->add_image_names(name);
     for (const std::string& id : volume_ids[record.chain_id]) layer->add_volume_ids(id);
     layer->set_state(record.state);
+    for (const std::string& name : snapshot_names[record.chain_id]) layer->add_snapshot_names(name);
+    layer->set_comment(record.comment);
   }
   return absl::OkStatus();
 }
@@ -373,7 +424,26 @@ absl::Status AdminService::DoInspect(const std::string& id, std::string* out) {
     return absl::OkStatus();
   }
 
-  // 3. A layer ChainID, whole or a unique prefix.
+  // 3. A snapshot id or name.
+  for (const node::SnapshotRecord& snapshot : view.snapshots) {
+    if (snapshot.id != id && snapshot.name != id) continue;
+    std::vector<const LayerRecord*> chain = view.Chain(snapshot.chain_id);
+    Json doc{{"kind", "snapshot"},
+             {"id", snapshot.id},
+             {"name", snapshot.name},
+             {"source_volume_id", snapshot.source_volume_id},
+             {"chain_id", snapshot.chain_id},
+             {"state", snapshot.state},
+             {"size_bytes", snapshot.size_bytes},
+             {"created_unix", snapshot.created_unix},
+             {"created", Rfc3339(snapshot.created_unix)},
+             {"layers", ChainJson(chain)},
+             {"layers_bytes", ChainBytes(chain)}};
+    *out = doc.dump(2);
+    return absl::OkStatus();
+  }
+
+  // 4. A layer ChainID, whole or a unique prefix.
   std::string hex = id.rfind(kDigestPrefix, 0) == 0 ? id.substr(sizeof(kDigestPrefix) - 1) : id;
   if (!IsLowerHex(hex)) {
     return absl::NotFoundError(absl::StrCat("no volume, image or layer is called \"", id, "\""));
@@ -404,6 +474,7 @@ absl::Status AdminService::DoInspect(const std::string& id, std::string* out) {
            {"created_unix", layer.created_unix},
            {"created", Rfc3339(layer.created_unix)},
            {"driver_id", layer.driver_id},
+           {"comment", layer.comment},
            {"references", view.references[layer.chain_id]}};
   Json children = Json::array(), images = Json::array(), tops = Json::array(),
        volumes = Json::array();
@@ -455,6 +526,194 @@ grpc::Status AdminService::Version(grpc::ServerContext*, const pb::VersionReques
   CallLog log("Version", "");
   response->set_version(kVersion);
   return log.Finish(absl::OkStatus());
+}
+
+grpc::Status AdminService::Commit(grpc::ServerContext*, const pb::CommitRequest* request,
+                                  pb::CommitResponse* response) {
+  CallLog log("Commit", request->volume_id());
+  return log.Finish(DoCommit(*request, response));
+}
+
+absl::Status AdminService::DoCommit(const pb::CommitRequest& request,
+                                    pb::CommitResponse* response) {
+  RETURN_IF_ERROR(ValidateToken(request.volume_id(), "volume_id"));
+  RETURN_IF_ERROR(ValidateReference(request.tag(), "tag"));
+  if (request.message().size() > 4096)
+    return absl::InvalidArgumentError("message is longer than 4096 characters");
+  ASSIGN_OR_RETURN(node::VolumeLocks::Lock lock,
+                   locks_->TryAcquire(request.volume_id(), "volume " + request.volume_id()));
+  ASSIGN_OR_RETURN(VolumeRecord volume, volumes_->Get(request.volume_id()));
+  if (!volume.pending.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume ", volume.id, " has an unfinished operation (", volume.pending, ")"));
+  }
+  // The commit keeps the volume's image config (Env, Cmd, ...): it still describes the content.
+  std::string config_json;
+  if (!volume.image.empty()) {
+    ASSIGN_OR_RETURN(std::optional<ImageRecord> source, metadata_->GetImage(volume.image));
+    if (source) config_json = source->config_json;
+  }
+  ASSIGN_OR_RETURN(std::optional<ImageRecord> previous, metadata_->GetImage(request.tag()));
+  std::string comment =
+      request.message().empty() ? absl::StrCat("commit of volume ", volume.id) : request.message();
+  ASSIGN_OR_RETURN(node::CommitResult result, volumes_->Commit(volume.id, comment));
+  // A staged volume keeps its own chain, so until the image row exists nothing refers to the
+  // new layer; DeleteSnapshot's collection of unreferenced commits could take it in between,
+  // which the foreign key then reports as a failed PutImage.
+  RETURN_IF_ERROR(metadata_->PutImage(ImageRecord{request.tag(), result.chain_id, config_json,
+                                                  static_cast<int64_t>(time(nullptr))}));
+  volumes_->RefreshGauges();
+  response->set_chain_id(result.chain_id);
+  response->set_tag(request.tag());
+  response->set_size_bytes(result.size_bytes);
+  response->set_depth(result.depth);
+  response->set_flattened(result.flattened);
+  if (previous && previous->chain_id != result.chain_id)
+    response->set_previous_chain_id(previous->chain_id);
+  LogInfo("volume committed as image",
+          {{"volume", volume.id}, {"tag", request.tag()}, {"chain_id", result.chain_id}});
+  return absl::OkStatus();
+}
+
+grpc::Status AdminService::Rollback(grpc::ServerContext*, const pb::RollbackRequest* request,
+                                    pb::RollbackResponse* response) {
+  CallLog log("Rollback", absl::StrCat(request->volume_id(), " ", request->snapshot()));
+  return log.Finish(DoRollback(*request, response));
+}
+
+absl::Status AdminService::DoRollback(const pb::RollbackRequest& request,
+                                      pb::RollbackResponse* response) {
+  RETURN_IF_ERROR(ValidateToken(request.volume_id(), "volume_id"));
+  RETURN_IF_ERROR(ValidateToken(request.snapshot(), "snapshot"));
+  ASSIGN_OR_RETURN(std::optional<node::SnapshotRecord> target,
+                   metadata_->GetSnapshot(request.snapshot()));
+  if (!target) {
+    ASSIGN_OR_RETURN(target, metadata_->GetSnapshotByName(request.snapshot()));
+  }
+  if (!target) {
+    return absl::NotFoundError(
+        absl::StrCat("no snapshot has the id or name \"", request.snapshot(), "\""));
+  }
+  if (target->state != "ready") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot ", target->id, " is still being taken"));
+  }
+  ASSIGN_OR_RETURN(node::VolumeLocks::Lock lock,
+                   locks_->TryAcquire(request.volume_id(), "volume " + request.volume_id()));
+  ASSIGN_OR_RETURN(node::SnapshotRecord kept, volumes_->Rollback(request.volume_id(), target->id));
+  SnapshotToProto(kept, response->mutable_previous_state());
+  response->set_chain_id(target->chain_id);
+  return absl::OkStatus();
+}
+
+grpc::Status AdminService::ListSnapshots(grpc::ServerContext*,
+                                         const pb::ListSnapshotsRequest* request,
+                                         pb::ListSnapshotsResponse* response) {
+  CallLog log("ListSnapshots", request->volume_id());
+  absl::Status status = [&]() -> absl::Status {
+    if (!request->volume_id().empty())
+      RETURN_IF_ERROR(ValidateToken(request->volume_id(), "volume_id"));
+    ASSIGN_OR_RETURN(std::vector<node::SnapshotRecord> snapshots, volumes_->ListSnapshots());
+    for (const node::SnapshotRecord& snapshot : snapshots) {
+      // Snapshots outlive their volumes: filtering by a deleted volume's id still finds them.
+      if (!request->volume_id().empty() && snapshot.source_volume_id != request->volume_id())
+        continue;
+      SnapshotToProto(snapshot, response->add_snapshots());
+    }
+    return absl::OkStatus();
+  }();
+  return log.Finish(status);
+}
+
+grpc::Status AdminService::History(grpc::ServerContext*, const pb::HistoryRequest* request,
+                                   pb::HistoryResponse* response) {
+  CallLog log("History", request->ref());
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(NeedExporter(exporter_));
+    RETURN_IF_ERROR(ValidateToken(request->ref(), "ref"));
+    ASSIGN_OR_RETURN(std::vector<node::HistoryEntry> entries, exporter_->History(request->ref()));
+    if (!entries.empty()) response->set_chain_id(entries.front().chain_id);
+    for (const node::HistoryEntry& entry : entries) {
+      pb::HistoryLayer* layer = response->add_layers();
+      layer->set_chain_id(entry.chain_id);
+      layer->set_diff_id(entry.diff_id);
+      layer->set_size_bytes(entry.size_bytes);
+      layer->set_created_unix(entry.created_unix);
+      layer->set_comment(entry.comment);
+    }
+    return absl::OkStatus();
+  }();
+  return log.Finish(status);
+}
+
+grpc::Status AdminService::Diff(grpc::ServerContext*, const pb::DiffRequest* request,
+                                pb::DiffResponse* response) {
+  CallLog log("Diff", absl::StrCat(request->from_ref(), " ", request->to_ref()));
+  return log.Finish(DoDiff(*request, response));
+}
+
+absl::Status AdminService::DoDiff(const pb::DiffRequest& request, pb::DiffResponse* response) {
+  RETURN_IF_ERROR(NeedExporter(exporter_));
+  RETURN_IF_ERROR(ValidateToken(request.from_ref(), "from_ref"));
+  RETURN_IF_ERROR(ValidateToken(request.to_ref(), "to_ref"));
+  // A volume's current state is read while no CSI call can change how it is mounted.
+  std::set<std::string> volume_ids;
+  for (const std::string& ref : {request.from_ref(), request.to_ref()}) {
+    ASSIGN_OR_RETURN(std::optional<VolumeRecord> volume, metadata_->GetVolume(ref));
+    if (volume) volume_ids.insert(volume->id);
+  }
+  std::vector<node::VolumeLocks::Lock> locks;
+  for (const std::string& id : volume_ids) {
+    ASSIGN_OR_RETURN(node::VolumeLocks::Lock lock, locks_->TryAcquire(id, "volume " + id));
+    locks.push_back(std::move(lock));
+  }
+  ASSIGN_OR_RETURN(std::vector<images::TreeChange> changes,
+                   exporter_->Diff(request.from_ref(), request.to_ref()));
+  for (const images::TreeChange& change : changes) {
+    pb::Change* out = response->add_changes();
+    out->set_path(change.path);
+    out->set_kind(ChangeKind(change.kind));
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status AdminService::Save(grpc::ServerContext*, const pb::SaveRequest* request,
+                                pb::SaveResponse* response) {
+  CallLog log("Save", absl::StrCat(request->ref(), " ", request->path()));
+  return log.Finish(DoSave(*request, response));
+}
+
+absl::Status AdminService::DoSave(const pb::SaveRequest& request, pb::SaveResponse* response) {
+  RETURN_IF_ERROR(NeedExporter(exporter_));
+  RETURN_IF_ERROR(ValidateToken(request.ref(), "ref"));
+  if (request.path().empty())
+    return absl::InvalidArgumentError("path is required: where to write the image on the node");
+  RETURN_IF_ERROR(node::ValidateRequestPath(request.path(), "path"));
+  images::ImageFormat format;
+  switch (request.format()) {
+    case pb::SaveRequest::FORMAT_UNSPECIFIED:
+    case pb::SaveRequest::DOCKER:
+      format = images::ImageFormat::kDockerSave;
+      break;
+    case pb::SaveRequest::OCI:
+      format = images::ImageFormat::kOciLayout;
+      break;
+    default:
+      return absl::InvalidArgumentError("format must be DOCKER or OCI");
+  }
+  std::vector<std::string> tags;
+  for (const std::string& tag : request.tags()) {
+    RETURN_IF_ERROR(ValidateReference(tag, "tag"));
+    tags.push_back(tag);
+  }
+  ASSIGN_OR_RETURN(node::SaveResult result,
+                   exporter_->Save(request.ref(), request.path(), format, tags));
+  response->set_path(request.path());
+  response->set_chain_id(result.chain_id);
+  for (const std::string& diff_id : result.diff_ids) response->add_diff_ids(diff_id);
+  for (const std::string& tag : result.references) response->add_tags(tag);
+  response->set_bytes(result.bytes);
+  return absl::OkStatus();
 }
 
 }  // namespace strata::csi

@@ -1,17 +1,21 @@
 #pragma once
 // AdminService: Strata's own admin API (strata.admin.v1, proto/strata_admin.proto), served by
 // strata-csi on a second unix socket (0600) and used by stratactl. It lets an operator import
-// images, look at layers, images and volumes, and collect garbage on one node.
+// images, look at layers, images and volumes, collect garbage, and work with a volume's history
+// like Docker's (commit, rollback, snapshots, history, diff, save) on one node.
 //
 // Like the CSI services it validates requests, calls the core and maps absl::Status to
 // grpc::Status once (ToGrpcStatus); every call is logged as one line. Read-only calls take no
 // locks: the metadata store is transactional and every listing is one consistent read per table.
-// Thread-safe: the core objects are.
+// Calls that read or change one volume (Commit, Rollback, Diff of a volume) hold its lock
+// (VolumeLocks::TryAcquire): a volume busy with a CSI call gets ABORTED. Thread-safe: the core
+// objects are.
 
 #include <string>
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "node/exporter.h"
 #include "node/layer_store.h"
 #include "node/metadata.h"
 #include "node/volume_locks.h"
@@ -22,9 +26,10 @@ namespace strata::csi {
 
 class AdminService final : public strata::admin::v1::Admin::Service {
  public:
-  // None may be null; all must outlive the service.
+  // None but `exporter` may be null; all must outlive the service. Without an exporter,
+  // History, Diff and Save answer UNIMPLEMENTED.
   AdminService(node::LayerStore* layers, node::VolumeManager* volumes, node::Metadata* metadata,
-               node::VolumeLocks* locks);
+               node::VolumeLocks* locks, node::Exporter* exporter = nullptr);
 
   grpc::Status ImportImage(grpc::ServerContext* context,
                            const strata::admin::v1::ImportImageRequest* request,
@@ -55,16 +60,42 @@ class AdminService final : public strata::admin::v1::Admin::Service {
                        const strata::admin::v1::VersionRequest* request,
                        strata::admin::v1::VersionResponse* response) override;
 
+  // `tag` is stored as an image naming the commit; the volume's image config comes along.
+  grpc::Status Commit(grpc::ServerContext* context, const strata::admin::v1::CommitRequest* request,
+                      strata::admin::v1::CommitResponse* response) override;
+  grpc::Status Rollback(grpc::ServerContext* context,
+                        const strata::admin::v1::RollbackRequest* request,
+                        strata::admin::v1::RollbackResponse* response) override;
+  grpc::Status ListSnapshots(grpc::ServerContext* context,
+                             const strata::admin::v1::ListSnapshotsRequest* request,
+                             strata::admin::v1::ListSnapshotsResponse* response) override;
+  grpc::Status History(grpc::ServerContext* context,
+                       const strata::admin::v1::HistoryRequest* request,
+                       strata::admin::v1::HistoryResponse* response) override;
+  grpc::Status Diff(grpc::ServerContext* context, const strata::admin::v1::DiffRequest* request,
+                    strata::admin::v1::DiffResponse* response) override;
+  grpc::Status Save(grpc::ServerContext* context, const strata::admin::v1::SaveRequest* request,
+                    strata::admin::v1::SaveResponse* response) override;
+
  private:
   absl::Status DoListImages(strata::admin::v1::ListImagesResponse* response);
   absl::Status DoListLayers(strata::admin::v1::ListLayersResponse* response);
   absl::Status DoListVolumes(strata::admin::v1::ListVolumesResponse* response);
   absl::Status DoInspect(const std::string& id, std::string* json);
+  absl::Status DoCommit(const strata::admin::v1::CommitRequest& request,
+                        strata::admin::v1::CommitResponse* response);
+  absl::Status DoRollback(const strata::admin::v1::RollbackRequest& request,
+                          strata::admin::v1::RollbackResponse* response);
+  absl::Status DoDiff(const strata::admin::v1::DiffRequest& request,
+                      strata::admin::v1::DiffResponse* response);
+  absl::Status DoSave(const strata::admin::v1::SaveRequest& request,
+                      strata::admin::v1::SaveResponse* response);
 
   node::LayerStore* layers_;
   node::VolumeManager* volumes_;
   node::Metadata* metadata_;
   node::VolumeLocks* locks_;
+  node::Exporter* exporter_;
 };
 
 }  // namespace strata::csi

@@ -52,13 +52,23 @@ Commands:
                              (sha256:<hex>, at least 12 hex digits)
   rm IMAGE...                remove image references (layers stay until gc)
   gc [--dry-run]             remove layers no image or volume uses
+  commit VOLUME --tag NAME [-m MESSAGE]
+                             commit a volume's writable layer as image NAME
+  rollback VOLUME SNAPSHOT   reset an unused volume to a snapshot (its state is kept first)
+  snapshots [--volume ID]    list snapshots
+  history REF [--no-trunc]   the layers of an image, snapshot or layer, top first
+  diff FROM TO               what changed from FROM to TO (A added, C changed, D deleted); each
+                             a volume id (its current state), image, snapshot or layer id
+  save REF -o FILE [--format docker|oci] [--tag NAME]...
+                             write an image, snapshot or layer chain as a docker-save tar or an
+                             OCI layout (a folder, or a tar if FILE ends in .tar) on this node
   version                    client and server versions
   help                       this text
 
 Flags (anywhere on the line):
   --admin-endpoint ENDPOINT  admin API address (default $STRATA_ADMIN_ENDPOINT, else
                              unix:///var/lib/strata/admin.sock)
-  -o, --output table|json    output format (default table)
+  -o, --output table|json    output format (default table); for save: the file to write
   -h, --help                 this text
 )";
 
@@ -66,6 +76,12 @@ struct Options {
   std::string endpoint;
   std::string output = "table";
   std::optional<std::string> name;
+  std::vector<std::string> tags;
+  std::optional<std::string> message;
+  std::optional<std::string> volume;
+  std::optional<std::string> format;
+  bool no_trunc = false;
+  bool output_given = false;
   bool tree = false;
   bool dry_run = false;
   bool help = false;
@@ -112,11 +128,22 @@ Options ParseArgs(int argc, char** argv) {
     if (flag == "--admin-endpoint") {
       options.endpoint = take_value();
     } else if (flag == "-o" || flag == "--output") {
+      // Checked in Run: for save it names the output file.
       options.output = take_value();
-      if (options.output != "table" && options.output != "json")
-        throw UsageError{"-o must be table or json, not \"" + options.output + "\""};
+      options.output_given = true;
     } else if (flag == "--name") {
       options.name = take_value();
+    } else if (flag == "--tag" || flag == "-t") {
+      options.tags.push_back(take_value());
+    } else if (flag == "-m" || flag == "--message") {
+      options.message = take_value();
+    } else if (flag == "--volume") {
+      options.volume = take_value();
+    } else if (flag == "--format") {
+      options.format = take_value();
+    } else if (flag == "--no-trunc") {
+      no_value();
+      options.no_trunc = true;
     } else if (flag == "--tree") {
       no_value();
       options.tree = true;
@@ -355,7 +382,9 @@ Json LayerJson(const pb::Layer& layer) {
           {"state", layer.state()},
           {"references", layer.references()},
           {"image_names", ToVector(layer.image_names())},
-          {"volume_ids", ToVector(layer.volume_ids())}};
+          {"volume_ids", ToVector(layer.volume_ids())},
+          {"snapshot_names", ToVector(layer.snapshot_names())},
+          {"comment", layer.comment()}};
 }
 
 // Draws the layer forest like `docker images --tree`. What sits directly on a layer is what its
@@ -399,6 +428,9 @@ class LayerTree {
   }
   static std::vector<std::string> Images(const pb::Layer& l) { return ToVector(l.image_names()); }
   static std::vector<std::string> Volumes(const pb::Layer& l) { return ToVector(l.volume_ids()); }
+  static std::vector<std::string> Snapshots(const pb::Layer& l) {
+    return ToVector(l.snapshot_names());
+  }
 
   const std::vector<const pb::Layer*>& Children(const pb::Layer& layer) const {
     static const std::vector<const pb::Layer*> kNone;
@@ -411,6 +443,8 @@ class LayerTree {
                        HumanSize(layer.size_bytes());
     std::vector<std::string> images = Own(layer, &Images);
     if (!images.empty()) line += "  " + Join(images, ", ");
+    std::vector<std::string> snapshots = Own(layer, &Snapshots);
+    if (!snapshots.empty()) line += "  snapshot " + Join(snapshots, ", snapshot ");
     size_t volumes = Own(layer, &Volumes).size();
     if (volumes > 0)
       line += "   (" + std::to_string(volumes) + (volumes == 1 ? " volume)" : " volumes)");
@@ -424,9 +458,14 @@ class LayerTree {
   Json NodeJson(const pb::Layer& layer) const {
     Json children = Json::array();
     for (const pb::Layer* child : Children(layer)) children.push_back(NodeJson(*child));
-    return {{"chain_id", layer.chain_id()},    {"size_bytes", layer.size_bytes()},
-            {"state", layer.state()},          {"images", Own(layer, &Images)},
-            {"volumes", Own(layer, &Volumes)}, {"children", std::move(children)}};
+    return {{"chain_id", layer.chain_id()},
+            {"size_bytes", layer.size_bytes()},
+            {"state", layer.state()},
+            {"images", Own(layer, &Images)},
+            {"snapshots", Own(layer, &Snapshots)},
+            {"volumes", Own(layer, &Volumes)},
+            {"comment", layer.comment()},
+            {"children", std::move(children)}};
   }
 
   std::map<std::string, const pb::Layer*> by_id_;
@@ -563,6 +602,182 @@ int Version(Client& client, const Options& options) {
   return 0;
 }
 
+// ---- history: commit, rollback, snapshots, history, diff, save ----------------------------
+
+Json SnapshotJson(const pb::Snapshot& snapshot) {
+  return {{"snapshot_id", snapshot.snapshot_id()},
+          {"name", snapshot.name()},
+          {"source_volume_id", snapshot.source_volume_id()},
+          {"chain_id", snapshot.chain_id()},
+          {"size_bytes", snapshot.size_bytes()},
+          {"created_unix", snapshot.created_unix()},
+          {"state", snapshot.state()}};
+}
+
+int Commit(Client& client, const Options& options) {
+  ExpectArgs(options, 1, 1, "commit VOLUME --tag NAME [-m MESSAGE]");
+  if (options.tags.size() != 1) throw UsageError{"commit needs exactly one --tag NAME"};
+  pb::CommitRequest request;
+  request.set_volume_id(options.args[1]);
+  request.set_tag(options.tags[0]);
+  if (options.message) request.set_message(*options.message);
+  // Overlay and vfs copy the writable layer: as long as the data takes.
+  pb::CommitResponse response =
+      client.Call(&pb::Admin::Stub::Commit, request, /*long_running=*/true);
+  if (options.output == "json") {
+    PrintJson({{"tag", response.tag()},
+               {"chain_id", response.chain_id()},
+               {"size_bytes", response.size_bytes()},
+               {"depth", response.depth()},
+               {"flattened", response.flattened()},
+               {"previous_chain_id", response.previous_chain_id()}});
+    return 0;
+  }
+  std::cout << "Committed " << options.args[1] << " as " << response.tag() << " ("
+            << ShortId(response.chain_id()) << "): " << HumanSize(response.size_bytes())
+            << ", chain depth " << response.depth()
+            << (response.flattened() ? " (flattened: the layer holds the whole tree)" : "") << "\n";
+  if (!response.previous_chain_id().empty()) {
+    std::cout << response.tag() << " moved from " << ShortId(response.previous_chain_id()) << "\n";
+  }
+  return 0;
+}
+
+int Rollback(Client& client, const Options& options) {
+  ExpectArgs(options, 2, 2, "rollback VOLUME SNAPSHOT");
+  pb::RollbackRequest request;
+  request.set_volume_id(options.args[1]);
+  request.set_snapshot(options.args[2]);
+  pb::RollbackResponse response =
+      client.Call(&pb::Admin::Stub::Rollback, request, /*long_running=*/true);
+  if (options.output == "json") {
+    PrintJson({{"volume_id", options.args[1]},
+               {"chain_id", response.chain_id()},
+               {"previous_state", SnapshotJson(response.previous_state())}});
+    return 0;
+  }
+  std::cout << "Rolled " << options.args[1] << " back to " << options.args[2] << " ("
+            << ShortId(response.chain_id()) << ")\n"
+            << "Its previous state is snapshot " << response.previous_state().snapshot_id() << " ("
+            << response.previous_state().name() << "); undo with: stratactl rollback "
+            << options.args[1] << " " << response.previous_state().snapshot_id() << "\n";
+  return 0;
+}
+
+int Snapshots(Client& client, const Options& options) {
+  ExpectArgs(options, 0, 0, "snapshots [--volume ID]");
+  pb::ListSnapshotsRequest request;
+  if (options.volume) request.set_volume_id(*options.volume);
+  pb::ListSnapshotsResponse response = client.Call(&pb::Admin::Stub::ListSnapshots, request);
+  if (options.output == "json") {
+    Json snapshots = Json::array();
+    for (const pb::Snapshot& snapshot : response.snapshots())
+      snapshots.push_back(SnapshotJson(snapshot));
+    PrintJson(snapshots);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const pb::Snapshot& snapshot : response.snapshots()) {
+    rows.push_back({snapshot.snapshot_id(), snapshot.name(), snapshot.source_volume_id(),
+                    ShortId(snapshot.chain_id()), HumanSize(snapshot.size_bytes()),
+                    snapshot.state(), Ago(snapshot.created_unix())});
+  }
+  PrintTable({"SNAPSHOT ID", "NAME", "VOLUME", "CHAIN ID", "SIZE", "STATE", "CREATED"}, rows);
+  return 0;
+}
+
+int History(Client& client, const Options& options) {
+  ExpectArgs(options, 1, 1, "history IMAGE|SNAPSHOT|LAYER [--no-trunc]");
+  pb::HistoryRequest request;
+  request.set_ref(options.args[1]);
+  pb::HistoryResponse response = client.Call(&pb::Admin::Stub::History, request);
+  if (options.output == "json") {
+    Json layers = Json::array();
+    for (const pb::HistoryLayer& layer : response.layers()) {
+      layers.push_back({{"chain_id", layer.chain_id()},
+                        {"diff_id", layer.diff_id()},
+                        {"size_bytes", layer.size_bytes()},
+                        {"created_unix", layer.created_unix()},
+                        {"comment", layer.comment()}});
+    }
+    PrintJson(layers);
+    return 0;
+  }
+  // Like `docker history`: one line per layer, the comment cut unless --no-trunc.
+  constexpr size_t kCommentWidth = 60;
+  std::vector<std::vector<std::string>> rows;
+  for (const pb::HistoryLayer& layer : response.layers()) {
+    std::string comment = layer.comment();
+    for (char& c : comment)
+      if (c == '\n' || c == '\t') c = ' ';
+    if (!options.no_trunc && comment.size() > kCommentWidth)
+      comment = comment.substr(0, kCommentWidth - 3) + "...";
+    rows.push_back({options.no_trunc ? layer.chain_id() : ShortId(layer.chain_id()),
+                    Ago(layer.created_unix()), HumanSize(layer.size_bytes()), comment});
+  }
+  PrintTable({"ID", "CREATED", "SIZE", "COMMENT"}, rows);
+  return 0;
+}
+
+char ChangeLetter(pb::Change::Kind kind) {
+  switch (kind) {
+    case pb::Change::ADDED:
+      return 'A';
+    case pb::Change::CHANGED:
+      return 'C';
+    case pb::Change::DELETED:
+      return 'D';
+    default:
+      return '?';
+  }
+}
+
+int Diff(Client& client, const Options& options) {
+  ExpectArgs(options, 2, 2, "diff FROM TO");
+  pb::DiffRequest request;
+  request.set_from_ref(options.args[1]);
+  request.set_to_ref(options.args[2]);
+  // Walks two whole trees: as long as that takes.
+  pb::DiffResponse response = client.Call(&pb::Admin::Stub::Diff, request, /*long_running=*/true);
+  if (options.output == "json") {
+    Json changes = Json::array();
+    for (const pb::Change& change : response.changes())
+      changes.push_back(
+          {{"kind", std::string(1, ChangeLetter(change.kind()))}, {"path", change.path()}});
+    PrintJson(changes);
+    return 0;
+  }
+  for (const pb::Change& change : response.changes())
+    std::cout << ChangeLetter(change.kind()) << " " << change.path() << "\n";
+  return 0;
+}
+
+int Save(Client& client, const Options& options) {
+  ExpectArgs(options, 1, 1, "save REF -o FILE [--format docker|oci] [--tag NAME]...");
+  if (!options.output_given) throw UsageError{"save needs -o FILE"};
+  pb::SaveRequest request;
+  request.set_ref(options.args[1]);
+  std::error_code error;
+  std::filesystem::path path = std::filesystem::absolute(options.output, error);
+  request.set_path(error ? options.output : path.lexically_normal().string());
+  std::string format = options.format.value_or("docker");
+  if (format == "docker") {
+    request.set_format(pb::SaveRequest::DOCKER);
+  } else if (format == "oci") {
+    request.set_format(pb::SaveRequest::OCI);
+  } else {
+    throw UsageError{"--format must be docker or oci, not \"" + format + "\""};
+  }
+  for (const std::string& tag : options.tags) request.add_tags(tag);
+  pb::SaveResponse response = client.Call(&pb::Admin::Stub::Save, request, /*long_running=*/true);
+  std::cout << "Saved " << options.args[1] << " (" << ShortId(response.chain_id()) << ") to "
+            << response.path() << " as " << format << ": " << response.diff_ids_size()
+            << " layers, " << HumanSize(response.bytes());
+  if (response.tags_size() > 0) std::cout << ", tagged " << Join(ToVector(response.tags()), ", ");
+  std::cout << "\n";
+  return 0;
+}
+
 int Run(const Options& options) {
   if (options.help || options.args.empty() || options.args[0] == "help") {
     if (options.args.empty() && !options.help) {
@@ -574,11 +789,31 @@ int Run(const Options& options) {
   }
   const std::string& command = options.args[0];
   using Handler = int (*)(Client&, const Options&);
-  static const std::map<std::string, Handler> kCommands = {
-      {"import", Import},   {"images", Images}, {"layers", Layers}, {"volumes", Volumes},
-      {"inspect", Inspect}, {"rm", Remove},     {"gc", Gc},         {"version", Version}};
+  static const std::map<std::string, Handler> kCommands = {{"import", Import},
+                                                           {"images", Images},
+                                                           {"layers", Layers},
+                                                           {"volumes", Volumes},
+                                                           {"inspect", Inspect},
+                                                           {"rm", Remove},
+                                                           {"gc", Gc},
+                                                           {"version", Version},
+                                                           {"commit", Commit},
+                                                           {"rollback", Rollback},
+                                                           {"snapshots", Snapshots},
+                                                           {"history", History},
+                                                           {"diff", Diff},
+                                                           {"save", Save}};
   auto it = kCommands.find(command);
   if (it == kCommands.end()) throw UsageError{"unknown command \"" + command + "\""};
+  // -o names the output file of save and the output format of everything else.
+  if (command != "save" && options.output != "table" && options.output != "json")
+    throw UsageError{"-o must be table or json, not \"" + options.output + "\""};
+  if (!options.tags.empty() && command != "commit" && command != "save")
+    throw UsageError{"--tag is a flag of commit and save"};
+  if (options.message && command != "commit") throw UsageError{"-m is a flag of commit"};
+  if (options.volume && command != "snapshots") throw UsageError{"--volume is a flag of snapshots"};
+  if (options.format && command != "save") throw UsageError{"--format is a flag of save"};
+  if (options.no_trunc && command != "history") throw UsageError{"--no-trunc is a flag of history"};
   if (options.name && command != "import") throw UsageError{"--name is a flag of import"};
   if (options.tree && command != "layers") throw UsageError{"--tree is a flag of layers"};
   if (options.dry_run && command != "gc") throw UsageError{"--dry-run is a flag of gc"};

@@ -122,7 +122,7 @@ class AdminServiceTest : public AdminFixture {
   }
   // A volume made from `image`, staged, and published at one target.
   node::VolumeRecord StagedVolume(const std::string& name, const std::string& image) {
-    auto volume = volumes_->Create(node::CreateVolumeParams{name, image, 0, "image=" + image});
+    auto volume = volumes_->Create(MakeParams(name, image, "image=" + image));
     EXPECT_TRUE(volume.ok()) << volume.status();
     if (!volume.ok()) return {};
     std::string staging = work_->path() + "/staging-" + name;
@@ -226,7 +226,7 @@ TEST_F(AdminServiceTest, ListLayersShowsParentsReferencesImagesAndVolumes) {
 TEST_F(AdminServiceTest, ListVolumesShowsPublicationsDepthAndUsage) {
   ImportAll();
   node::VolumeRecord staged = StagedVolume("pvc-1", "app:1");
-  auto idle = volumes_->Create(node::CreateVolumeParams{"pvc-2", "", 0, "empty"});
+  auto idle = volumes_->Create(MakeParams("pvc-2", "", "empty"));
   ASSERT_TRUE(idle.ok()) << idle.status();
   pb::ListVolumesResponse list = Volumes();
   ASSERT_EQ(list.volumes_size(), 2);

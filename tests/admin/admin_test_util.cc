@@ -120,6 +120,15 @@ void OciLayout::Write(const std::string& dir) const {
   WriteFile(dir + "/index.json", Json{{"schemaVersion", 2}, {"manifests", manifests}}.dump());
 }
 
+node::CreateVolumeParams MakeParams(const std::string& name, const std::string& image,
+                                    const std::string& fingerprint) {
+  node::CreateVolumeParams params;
+  params.name = name;
+  params.image = image;
+  params.fingerprint = fingerprint;
+  return params;
+}
+
 void AdminFixture::SetUp() {
   root_ = std::make_unique<TempDir>();
   work_ = std::make_unique<TempDir>();

@@ -57,6 +57,10 @@ class OciLayout {
   std::vector<std::pair<std::string, std::vector<std::string>>> images_;
 };
 
+// Parameters of a plain volume on `image` ("" = empty base), by field name: the struct grows.
+node::CreateVolumeParams MakeParams(const std::string& name, const std::string& image,
+                                    const std::string& fingerprint);
+
 class AdminFixture : public ::testing::Test {
  protected:
   void SetUp() override;

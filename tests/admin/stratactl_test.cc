@@ -122,7 +122,7 @@ TEST_F(StratactlTest, ImagesAsJsonListsTheImportedImage) {
 TEST_F(StratactlTest, LayersTreeShowsShortIdsImageNamesAndVolumes) {
   ImportDemo();
   for (const char* name : {"pvc-1", "pvc-2"}) {
-    ASSERT_TRUE(volumes_->Create(node::CreateVolumeParams{name, "demo:v2", 0, "x"}).ok());
+    ASSERT_TRUE(volumes_->Create(MakeParams(name, "demo:v2", "x")).ok());
   }
   Result result = Run({Endpoint(), "layers", "--tree"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
