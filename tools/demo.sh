@@ -41,7 +41,8 @@ bold "Starting strata-csi (overlay driver, store and SQLite metadata in $demo/st
 plugin=$!
 cleanup() {
   # Leave nothing mounted, whatever happened above.
-  grep -o " $demo/kubelet[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r |
+  # (|| true: with set -e and pipefail, a grep that finds no mounts would end the trap early.)
+  { grep -o " $demo/kubelet[^ ]*" /proc/self/mountinfo 2>/dev/null || true; } | sort -r |
     while read -r target; do umount -l "$target" 2>/dev/null || true; done
   kill -TERM "$plugin" 2>/dev/null && wait "$plugin" 2>/dev/null || true
 }
