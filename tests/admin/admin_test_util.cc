@@ -101,7 +101,12 @@ void OciLayout::Write(const std::string& dir) const {
       descriptor.update(put_blob(tar));
       layer_descriptors.push_back(descriptor);
     }
+    // History as a Dockerfile build leaves it: an empty_layer entry, then one per layer.
+    Json history = Json::array({{{"created_by", "ENV PATH=/bin"}, {"empty_layer", true}}});
+    for (size_t i = 0; i < layers.size(); ++i)
+      history.push_back({{"created_by", "ADD layer" + std::to_string(i) + " /"}});
     Json config{{"created", "2026-01-01T00:00:00Z"},
+                {"history", history},
                 {"architecture", "amd64"},
                 {"os", "linux"},
                 {"config", {{"Env", {"PATH=/bin"}}, {"Labels", {{"test.image", reference}}}}},

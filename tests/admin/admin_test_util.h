@@ -43,7 +43,8 @@ using LayerFiles = std::map<std::string, std::string>;
 std::string LayerTar(const LayerFiles& files);
 
 // Writes an OCI image layout: every image is a manifest in index.json named by the
-// org.opencontainers.image.ref.name annotation; identical layers share one blob.
+// org.opencontainers.image.ref.name annotation; identical layers share one blob. Each config's
+// history has an empty_layer entry "ENV PATH=/bin", then "ADD layerN /" for layer N (base 0).
 class OciLayout {
  public:
   // `layers` are tars (LayerTar), base first.
