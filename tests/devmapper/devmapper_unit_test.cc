@@ -418,6 +418,8 @@ std::string CrashName(const CrashCase& c) {
   return absl::StrCat(c.call, "_", c.after ? "after_" : "before_", c.operation, "_", c.skip);
 }
 
+void PrintTo(const CrashCase& c, std::ostream* os) { *os << CrashName(c); }
+
 class DevmapperCrashTest : public DevmapperUnitTest,
                            public ::testing::WithParamInterface<CrashCase> {};
 
