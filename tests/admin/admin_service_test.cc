@@ -380,5 +380,95 @@ TEST_F(AdminServiceTest, VersionIsTheBuildVersion) {
   EXPECT_EQ(response.version(), kVersion);
 }
 
+TEST_F(AdminServiceTest, CommitNamesTheNewChainAndHistoryListsItFirst) {
+  ImportAll();
+  auto volume = volumes_->Create(MakeParams("pvc-h", "app:1", "x"));
+  ASSERT_TRUE(volume.ok()) << volume.status();
+  grpc::ClientContext context;
+  pb::CommitRequest request;
+  request.set_volume_id(volume->id);
+  request.set_tag("app:snap");
+  pb::CommitResponse commit;
+  grpc::Status status = stub_->Commit(&context, request, &commit);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(commit.depth(), 3);
+  EXPECT_TRUE(commit.previous_chain_id().empty());
+
+  Json image;
+  ASSERT_TRUE(Inspect("app:snap", &image).ok());
+  EXPECT_EQ(image["chain_id"], commit.chain_id());
+  // The commit keeps the source image's config.
+  EXPECT_EQ(image["config"]["config"]["Labels"]["test.image"], "app:1");
+
+  grpc::ClientContext history_context;
+  pb::HistoryRequest history_request;
+  history_request.set_ref("app:snap");
+  pb::HistoryResponse history;
+  status = stub_->History(&history_context, history_request, &history);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(history.layers_size(), 3);
+  EXPECT_EQ(history.layers(0).chain_id(), commit.chain_id());
+  EXPECT_EQ(history.layers(0).comment(), "commit of volume " + volume->id);
+  EXPECT_EQ(history.layers(1).chain_id(), chain_b_);
+  EXPECT_EQ(history.layers(1).comment(), "ADD layer1 /");
+  EXPECT_EQ(history.layers(2).chain_id(), chain_a_);
+
+  // The layer listing carries the comment.
+  pb::ListLayersResponse listed = Layers();
+  const pb::Layer* layer = FindLayer(listed, commit.chain_id());
+  ASSERT_NE(layer, nullptr);
+  EXPECT_EQ(layer->comment(), "commit of volume " + volume->id);
+  EXPECT_EQ(layer->diff_id(), "");
+}
+
+TEST_F(AdminServiceTest, SnapshotsAreListedAndInspectable) {
+  ImportAll();
+  auto one = volumes_->Create(MakeParams("pvc-1", "base:1", "x"));
+  auto two = volumes_->Create(MakeParams("pvc-2", "base:1", "x"));
+  ASSERT_TRUE(one.ok() && two.ok());
+  auto s1 = volumes_->CreateSnapshot(one->id, "s1");
+  auto s2 = volumes_->CreateSnapshot(two->id, "s2");
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  grpc::ClientContext context;
+  pb::ListSnapshotsRequest request;
+  request.set_volume_id(two->id);
+  pb::ListSnapshotsResponse list;
+  ASSERT_TRUE(stub_->ListSnapshots(&context, request, &list).ok());
+  ASSERT_EQ(list.snapshots_size(), 1);
+  EXPECT_EQ(list.snapshots(0).name(), "s2");
+  EXPECT_EQ(list.snapshots(0).snapshot_id(), s2->id);
+  EXPECT_EQ(list.snapshots(0).chain_id(), s2->chain_id);
+  EXPECT_EQ(list.snapshots(0).state(), "ready");
+
+  Json document;
+  ASSERT_TRUE(Inspect("s1", &document).ok());
+  EXPECT_EQ(document["kind"], "snapshot");
+  EXPECT_EQ(document["id"], s1->id);
+  EXPECT_EQ(document["layers"].size(), 2u);
+  pb::ListLayersResponse listed = Layers();
+  const pb::Layer* layer = FindLayer(listed, s1->chain_id);
+  ASSERT_NE(layer, nullptr);
+  EXPECT_EQ(SortedStrings(layer->snapshot_names()), std::vector<std::string>{"s1"});
+}
+
+TEST_F(AdminServiceTest, WithoutAnExporterHistoryDiffAndSaveAreUnimplemented) {
+  csi::AdminService bare(layers_.get(), volumes_.get(), metadata_.get(), &locks_);
+  pb::HistoryRequest history_request;
+  history_request.set_ref("base:1");
+  pb::HistoryResponse history;
+  EXPECT_EQ(bare.History(nullptr, &history_request, &history).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  pb::DiffRequest diff_request;
+  diff_request.set_from_ref("a");
+  diff_request.set_to_ref("b");
+  pb::DiffResponse diff;
+  EXPECT_EQ(bare.Diff(nullptr, &diff_request, &diff).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  pb::SaveRequest save_request;
+  save_request.set_ref("base:1");
+  save_request.set_path("/tmp/x.tar");
+  pb::SaveResponse save;
+  EXPECT_EQ(bare.Save(nullptr, &save_request, &save).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
 }  // namespace
 }  // namespace strata::admintest

@@ -147,9 +147,12 @@ void AdminFixture::SetUp() {
                                                root_->path() + "/tmp");
   volumes_ = std::make_unique<node::VolumeManager>(
       metadata_.get(), layers_.get(), driver_.get(), &mounter_, nullptr,
-      node::VolumeManagerOptions{root_->path(), root_->path() + "/volumes", root_->path() + "/tmp"});
-  service_ =
-      std::make_unique<csi::AdminService>(layers_.get(), volumes_.get(), metadata_.get(), &locks_);
+      node::VolumeManagerOptions{root_->path(), root_->path() + "/volumes",
+                                 root_->path() + "/tmp"});
+  exporter_ = std::make_unique<node::Exporter>(metadata_.get(), layers_.get(), driver_.get(),
+                                               &mounter_, root_->path() + "/export");
+  service_ = std::make_unique<csi::AdminService>(layers_.get(), volumes_.get(), metadata_.get(),
+                                                 &locks_, exporter_.get());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(endpoint(), grpc::InsecureServerCredentials());
   builder.RegisterService(service_.get());
@@ -164,6 +167,7 @@ void AdminFixture::TearDown() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server_.reset();
   service_.reset();
+  exporter_.reset();
   volumes_.reset();
   layers_.reset();
   driver_.reset();

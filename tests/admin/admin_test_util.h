@@ -13,6 +13,7 @@
 #include "drivers/driver.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "node/exporter.h"
 #include "node/layer_store.h"
 #include "node/metadata.h"
 #include "node/volume_locks.h"
@@ -76,6 +77,8 @@ class AdminFixture : public ::testing::Test {
   sys::FakeMounter mounter_;
   std::unique_ptr<node::LayerStore> layers_;
   std::unique_ptr<node::VolumeManager> volumes_;
+  // Views go through the FakeMounter here: History works, Diff and Save need the root tests.
+  std::unique_ptr<node::Exporter> exporter_;
   node::VolumeLocks locks_;
   std::unique_ptr<csi::AdminService> service_;
   std::unique_ptr<grpc::Server> server_;
