@@ -325,6 +325,8 @@ absl::StatusOr<std::vector<images::TreeChange>> Exporter::Diff(const std::string
                                                                const std::string& to) {
   ASSIGN_OR_RETURN(ResolvedRef a, ResolveWithVolumes(from));
   ASSIGN_OR_RETURN(ResolvedRef b, ResolveWithVolumes(to));
+  // The same state: nothing to mount (and a volume's writable layer is mounted once at most).
+  if (a.kind == b.kind && a.name == b.name) return std::vector<images::TreeChange>{};
   auto pin = layers_->PinLayers();
   Workspace work(mounter_, absl::StrCat(scratch_dir_, "/diff-", RandomHex(6)));
   RETURN_IF_ERROR(work.Create());

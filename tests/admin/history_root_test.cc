@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -486,6 +487,60 @@ TEST_P(HistoryRootTest, BadInputsGetTheRightCodes) {
   for (const std::string& target : MountsUnderRoot())
     EXPECT_EQ(target.find("/export/"), std::string::npos) << target;
 }
+
+#ifdef STRATACTL_PATH
+// stratactl's diff, history and save against the same server: docker diff's lines, files written.
+TEST_P(HistoryRootTest, StratactlDiffHistoryAndSave) {
+  ASSERT_TRUE(Import(work_ + "/layout", "").ok());
+  const std::string volume = StagedVolume("pvc-cli", "base:1");
+  ASSERT_FALSE(volume.empty());
+  ChangeTree(work_ + "/pvc-cli");
+  if (HasFatalFailure()) return;
+  auto run = [&](const std::string& args, int* exit_code) {
+    std::string command =
+        std::string(STRATACTL_PATH) + " --admin-endpoint " + Q(endpoint()) + " " + args + " 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string out;
+    char buffer[4096];
+    size_t n;
+    while (pipe != nullptr && (n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+      out.append(buffer, n);
+    int status = pipe != nullptr ? pclose(pipe) : -1;
+    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  };
+  int code = -1;
+  std::string out = run("commit " + volume + " --tag cli:1 -m 'from the cli'", &code);
+  ASSERT_EQ(code, 0) << out;
+
+  out = run("diff base:1 cli:1", &code);
+  ASSERT_EQ(code, 0) << out;
+  std::string expected;
+  for (const std::string& line : ExpectedChanges()) expected += line + "\n";
+  EXPECT_EQ(out, expected);
+  out = run("diff base:1 " + volume + " -o json", &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("\"path\": \"/new/file.txt\""), std::string::npos) << out;
+
+  out = run("history cli:1", &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("from the cli"), std::string::npos) << out;
+
+  out = run("save cli:1 -o " + Q(work_ + "/cli.tar") + " --tag cli/saved:1", &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("3 layers"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::is_regular_file(work_ + "/cli.tar"));
+  out = run("save cli:1 --format oci -o " + Q(work_ + "/cli-oci"), &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(std::filesystem::is_regular_file(work_ + "/cli-oci/index.json"));
+  // The OCI layout names the image by the image's own name when no --tag is given.
+  EXPECT_NE(img::ReadFile(work_ + "/cli-oci/index.json").find("cli:1"), std::string::npos);
+
+  out = run("diff base:1 nothing:here", &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(out.rfind("stratactl: NOT_FOUND: ", 0), 0u) << out;
+}
+#endif
 
 // Save of a chain with a 100 MiB layer, for the figure in the report. Runs only when
 // STRATA_MEASURE=1 (it writes ~300 MiB).
