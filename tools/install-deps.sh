@@ -19,6 +19,8 @@ packages=(
   umoci skopeo btrfs-progs e2fsprogs xfsprogs util-linux
   # tests: tar tools, the metrics scrape client, downloads of helm (npm) and prometheus (.deb)
   tar gzip zstd curl python3 python3-grpcio ca-certificates dpkg-dev
+  # the devicemapper tests boot Debian's own kernel under QEMU (this kernel may lack dm)
+  qemu-system-x86
 )
 # Node.js is only needed for the chart tests; keep a newer one if the machine has it.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)

@@ -16,6 +16,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -25,6 +27,7 @@
 #include "csi/node_service.h"
 #include "csi/plugin_context.h"
 #include "csi/server.h"
+#include "drivers/devmapper/devmapper_driver.h"
 #include "drivers/registry.h"
 #include "metrics/metrics.h"
 #include "node/layer_store.h"
@@ -32,7 +35,9 @@
 #include "node/paths.h"
 #include "node/volume_locks.h"
 #include "node/volume_manager.h"
+#include "prometheus/collectable.h"
 #include "prometheus/exposer.h"
+#include "prometheus/metric_family.h"
 #include "strata/version.h"
 #include "sys/mounter.h"
 
@@ -59,6 +64,59 @@ ABSL_FLAG(int, shutdown_grace_seconds, 30, "how long SIGTERM waits for in-flight
 
 namespace strata {
 namespace {
+
+// "10GiB", "64MiB", "512M", "1G" or plain bytes.
+absl::StatusOr<int64_t> ParseSize(const std::string& text, const std::string& flag) {
+  static const std::pair<const char*, int64_t> kUnits[] = {
+      {"GiB", int64_t{1} << 30}, {"MiB", int64_t{1} << 20}, {"KiB", int64_t{1} << 10},
+      {"G", int64_t{1} << 30},   {"M", int64_t{1} << 20},   {"K", int64_t{1} << 10}};
+  std::string number = text;
+  int64_t unit = 1;
+  for (const auto& [suffix, bytes] : kUnits) {
+    if (absl::EndsWith(text, suffix)) {
+      number = text.substr(0, text.size() - std::strlen(suffix));
+      unit = bytes;
+      break;
+    }
+  }
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(number, &value) || value <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " must be a size like 10GiB or 512MiB, not \"", text, "\""));
+  }
+  return value * unit;
+}
+
+// strata_dm_pool_*: the thin pool's space, read from the kernel at every scrape.
+class ThinPoolCollector : public prometheus::Collectable {
+ public:
+  explicit ThinPoolCollector(drivers::DevmapperDriver* driver) : driver_(driver) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    absl::StatusOr<drivers::ThinPoolUsage> usage = driver_->PoolUsage();
+    if (!usage.ok()) return {};
+    auto gauge = [](const char* name, const char* help, int64_t value) {
+      prometheus::MetricFamily family;
+      family.name = name;
+      family.help = help;
+      family.type = prometheus::MetricType::Gauge;
+      prometheus::ClientMetric metric;
+      metric.gauge.value = static_cast<double>(value);
+      family.metric.push_back(metric);
+      return family;
+    };
+    return {gauge("strata_dm_pool_data_used_bytes", "Data space of the thin pool in use.",
+                  usage->data_used_bytes),
+            gauge("strata_dm_pool_data_total_bytes", "Data space of the thin pool.",
+                  usage->data_total_bytes),
+            gauge("strata_dm_pool_metadata_used_bytes", "Metadata space of the thin pool in use.",
+                  usage->metadata_used_bytes),
+            gauge("strata_dm_pool_metadata_total_bytes", "Metadata space of the thin pool.",
+                  usage->metadata_total_bytes)};
+  }
+
+ private:
+  drivers::DevmapperDriver* driver_;
+};
 
 std::string Hostname() {
   char name[256] = {};
@@ -90,8 +148,14 @@ absl::Status Run() {
   }
   ASSIGN_OR_RETURN(std::unique_ptr<node::Metadata> metadata,
                    node::Metadata::Open(root + "/strata.db"));
+  drivers::DriverOptions driver_options;
+  driver_options.devmapper.thin_pool = absl::GetFlag(FLAGS_dm_thinpool);
+  ASSIGN_OR_RETURN(driver_options.devmapper.base_size_bytes,
+                   ParseSize(absl::GetFlag(FLAGS_dm_base_size), "--dm-base-size"));
+  driver_options.devmapper.fs_type = absl::GetFlag(FLAGS_dm_fs_type);
+  driver_options.devmapper.min_free_percent = absl::GetFlag(FLAGS_dm_min_free_space);
   ASSIGN_OR_RETURN(std::unique_ptr<drivers::Driver> driver,
-                   drivers::NewDriver(absl::GetFlag(FLAGS_driver), root));
+                   drivers::NewDriver(absl::GetFlag(FLAGS_driver), root, driver_options));
   std::unique_ptr<sys::Mounter> mounter = sys::NewLinuxMounter();
   metrics::Metrics metrics;
   metrics.SetBuildInfo(kVersion, driver->name());
@@ -111,6 +175,7 @@ absl::Status Run() {
   context.metrics = &metrics;
 
   std::unique_ptr<prometheus::Exposer> exposer;
+  std::shared_ptr<ThinPoolCollector> pool_collector;
   if (std::string address = absl::GetFlag(FLAGS_metrics_address); !address.empty()) {
     try {
       exposer = std::make_unique<prometheus::Exposer>(address);
@@ -119,6 +184,10 @@ absl::Status Run() {
           absl::StrCat("cannot serve metrics on ", address, ": ", error.what()));
     }
     exposer->RegisterCollectable(metrics.registry());
+    if (auto* devmapper = dynamic_cast<drivers::DevmapperDriver*>(driver.get())) {
+      pool_collector = std::make_shared<ThinPoolCollector>(devmapper);
+      exposer->RegisterCollectable(pool_collector);
+    }
     LogInfo("serving metrics", {{"address", address}});
   }
 
