@@ -488,6 +488,22 @@ TEST_P(HistoryRootTest, BadInputsGetTheRightCodes) {
     EXPECT_EQ(target.find("/export/"), std::string::npos) << target;
 }
 
+// A process killed mid-save leaves views mounted in the scratch dir: Recover unmounts them
+// (without touching what they show) and empties the dir.
+TEST_P(HistoryRootTest, RecoverUnmountsLeftoverViews) {
+  const std::string shown = work_ + "/shown";
+  img::MakeDirs(shown);
+  img::WriteFile(shown + "/precious", "keep me\n");
+  const std::string view = root_ + "/export/save-dead/view-1";
+  img::MakeDirs(view);
+  ASSERT_TRUE(mounter_->MountAt(sys::Mount{"bind", shown, {"ro"}}, view).ok());
+  ASSERT_TRUE(*mounter_->IsMountPoint(view));
+  absl::Status recovered = exporter_->Recover();
+  ASSERT_TRUE(recovered.ok()) << recovered;
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/export"));
+  EXPECT_EQ(img::ReadFile(shown + "/precious"), "keep me\n");
+}
+
 #ifdef STRATACTL_PATH
 // stratactl's diff, history and save against the same server: docker diff's lines, files written.
 TEST_P(HistoryRootTest, StratactlDiffHistoryAndSave) {
