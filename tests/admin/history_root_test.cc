@@ -484,8 +484,16 @@ TEST_P(HistoryRootTest, BadInputsGetTheRightCodes) {
   status = Save("base:1", work_ + "/existing", pb::SaveRequest::OCI, {}, &saved);
   EXPECT_EQ(status.error_code(), StatusCode::ALREADY_EXISTS) << status.error_message();
 
+  // A staged volume whose mount vanished behind Strata's back: FAILED_PRECONDITION, and the
+  // view of the image mounted before that was found out is unmounted again.
+  ASSERT_TRUE(mounter_->Unmount(work_ + "/pvc-bad").ok());
+  status = Diff("base:1", volume, &lines);
+  EXPECT_EQ(status.error_code(), StatusCode::FAILED_PRECONDITION) << status.error_message();
+
   for (const std::string& target : MountsUnderRoot())
     EXPECT_EQ(target.find("/export/"), std::string::npos) << target;
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/export") &&
+               !std::filesystem::is_empty(root_ + "/export"));
 }
 
 // A process killed mid-save leaves views mounted in the scratch dir: Recover unmounts them
