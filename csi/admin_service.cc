@@ -556,13 +556,13 @@ absl::Status AdminService::DoCommit(const pb::CommitRequest& request,
   ASSIGN_OR_RETURN(std::optional<ImageRecord> previous, metadata_->GetImage(request.tag()));
   std::string comment =
       request.message().empty() ? absl::StrCat("commit of volume ", volume.id) : request.message();
-  ASSIGN_OR_RETURN(node::CommitResult result, volumes_->Commit(volume.id, comment));
-  // A staged volume keeps its own chain, so until the image row exists nothing refers to the
-  // new layer; DeleteSnapshot's collection of unreferenced commits could take it in between,
-  // which the foreign key then reports as a failed PutImage.
-  RETURN_IF_ERROR(metadata_->PutImage(ImageRecord{request.tag(), result.chain_id, config_json,
-                                                  static_cast<int64_t>(time(nullptr))}));
-  volumes_->RefreshGauges();
+  // The image row is written in the commit's own transaction: a staged volume keeps its own
+  // chain, so otherwise nothing would refer to the new layer for a moment and a concurrent
+  // collection of unreferenced commits could take it.
+  ASSIGN_OR_RETURN(node::CommitResult result,
+                   volumes_->Commit(volume.id, comment,
+                                    ImageRecord{request.tag(), "", config_json,
+                                                static_cast<int64_t>(time(nullptr))}));
   response->set_chain_id(result.chain_id);
   response->set_tag(request.tag());
   response->set_size_bytes(result.size_bytes);

@@ -121,8 +121,8 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
     RETURN_IF_ERROR(driver_->Remove(layer.driver_id));
   } else {
     ASSIGN_OR_RETURN(std::string driver_id, metadata_->NewDriverId());
-    layer =
-        LayerRecord{chain_id, diff_id, parent_chain_id, driver_id, 0, NowUnix(), "creating", depth};
+    layer = LayerRecord{chain_id,  diff_id,    parent_chain_id, driver_id, 0,
+                        NowUnix(), "creating", depth,           ""};
     RETURN_IF_ERROR(metadata_->PutLayer(layer));
   }
   // The content is written into an active snapshot that Commit turns into the layer.

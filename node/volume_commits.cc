@@ -118,8 +118,8 @@ absl::Status VolumeManager::WriteFlattenedLayer(const VolumeRecord& volume,
 }
 
 absl::StatusOr<CommitResult> VolumeManager::CommitVolume(
-    VolumeRecord volume, const std::string& comment,
-    const std::optional<SnapshotRecord>& snapshot) {
+    VolumeRecord volume, const std::string& comment, const std::optional<SnapshotRecord>& snapshot,
+    std::optional<ImageRecord> tag) {
   auto started = std::chrono::steady_clock::now();
   // Layers must not be collected while we build on them.
   auto pin = layers_->PinLayers();
@@ -192,6 +192,10 @@ absl::StatusOr<CommitResult> VolumeManager::CommitVolume(
       ready.state = "ready";
       RETURN_IF_ERROR(metadata_->PutSnapshot(ready));
     }
+    if (tag) {
+      tag->chain_id = result.chain_id;
+      RETURN_IF_ERROR(metadata_->PutImage(*tag));
+    }
     return absl::OkStatus();
   }));
   CrashPoint("commit-after-outcome");
@@ -242,9 +246,11 @@ absl::Status VolumeManager::RecoverPendingCommit(VolumeRecord volume) {
 }
 
 absl::StatusOr<CommitResult> VolumeManager::Commit(const std::string& volume_id,
-                                                   const std::string& comment) {
+                                                   const std::string& comment,
+                                                   std::optional<ImageRecord> tag) {
   ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
-  ASSIGN_OR_RETURN(CommitResult result, CommitVolume(volume, comment, std::nullopt));
+  ASSIGN_OR_RETURN(CommitResult result,
+                   CommitVolume(volume, comment, std::nullopt, std::move(tag)));
   RefreshGauges();
   return result;
 }

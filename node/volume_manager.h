@@ -108,8 +108,11 @@ class VolumeManager {
   // filesystem; a writer racing the commit may or may not see its in-flight writes included
   // (file by file). btrfs and devmapper snapshot atomically. docs/snapshots.md says more.
 
-  // Commits `volume_id`; `comment` is stored with the layer (history).
-  absl::StatusOr<CommitResult> Commit(const std::string& volume_id, const std::string& comment);
+  // Commits `volume_id`; `comment` is stored with the layer (history). With `tag`, the image
+  // record (its chain_id is filled in) is written in the commit's own final transaction, so the
+  // new layer is referenced from the moment it exists (`stratactl commit --tag`).
+  absl::StatusOr<CommitResult> Commit(const std::string& volume_id, const std::string& comment,
+                                      std::optional<ImageRecord> tag = std::nullopt);
   // CSI CreateSnapshot: a commit kept under `name`. Idempotent by name; the same name for
   // another volume is AlreadyExists.
   absl::StatusOr<SnapshotRecord> CreateSnapshot(const std::string& volume_id,
@@ -137,7 +140,8 @@ class VolumeManager {
   absl::Status RecoverVolume(VolumeRecord volume);
   // The commit itself; the caller holds the volume's lock.
   absl::StatusOr<CommitResult> CommitVolume(VolumeRecord volume, const std::string& comment,
-                                            const std::optional<SnapshotRecord>& snapshot);
+                                            const std::optional<SnapshotRecord>& snapshot,
+                                            std::optional<ImageRecord> tag = std::nullopt);
   // Copies the merged tree of `volume` into the new base layer `layer_id` (flatten).
   absl::Status WriteFlattenedLayer(const VolumeRecord& volume, const drivers::Chain& parents,
                                    const std::string& layer_id);

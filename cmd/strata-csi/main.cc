@@ -30,6 +30,7 @@
 #include "drivers/devmapper/devmapper_driver.h"
 #include "drivers/registry.h"
 #include "metrics/metrics.h"
+#include "node/exporter.h"
 #include "node/layer_store.h"
 #include "node/metadata.h"
 #include "node/paths.h"
@@ -194,7 +195,10 @@ absl::Status Run() {
   csi::IdentityService identity(&context);
   csi::ControllerService controller(&context);
   csi::NodeService node_service(&context);
-  csi::AdminService admin(&layers, &volumes, metadata.get(), &locks);
+  // Views a killed `stratactl save` or `diff` left mounted would pin layers: clear them first.
+  node::Exporter exporter(metadata.get(), &layers, driver.get(), mounter.get(), root + "/export");
+  RETURN_IF_ERROR(exporter.Recover());
+  csi::AdminService admin(&layers, &volumes, metadata.get(), &locks, &exporter);
   // Serve before recovering so that Probe can say "not ready" rather than nothing at all.
   ASSIGN_OR_RETURN(
       std::unique_ptr<csi::Server> server,
