@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/size.h"
 #include "common/status_macros.h"
 #include "csi/admin_service.h"
 #include "csi/controller_service.h"
@@ -65,28 +66,6 @@ ABSL_FLAG(int, shutdown_grace_seconds, 30, "how long SIGTERM waits for in-flight
 
 namespace strata {
 namespace {
-
-// "10GiB", "64MiB", "512M", "1G" or plain bytes.
-absl::StatusOr<int64_t> ParseSize(const std::string& text, const std::string& flag) {
-  static const std::pair<const char*, int64_t> kUnits[] = {
-      {"GiB", int64_t{1} << 30}, {"MiB", int64_t{1} << 20}, {"KiB", int64_t{1} << 10},
-      {"G", int64_t{1} << 30},   {"M", int64_t{1} << 20},   {"K", int64_t{1} << 10}};
-  std::string number = text;
-  int64_t unit = 1;
-  for (const auto& [suffix, bytes] : kUnits) {
-    if (absl::EndsWith(text, suffix)) {
-      number = text.substr(0, text.size() - std::strlen(suffix));
-      unit = bytes;
-      break;
-    }
-  }
-  int64_t value = 0;
-  if (!absl::SimpleAtoi(number, &value) || value <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " must be a size like 10GiB or 512MiB, not \"", text, "\""));
-  }
-  return value * unit;
-}
 
 // strata_dm_pool_*: the thin pool's space, read from the kernel at every scrape.
 class ThinPoolCollector : public prometheus::Collectable {

@@ -24,10 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "common/size.h"
+#include "drivers/devmapper/devmapper_driver.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "strata/version.h"
 #include "strata_admin.grpc.pb.h"
+#include "sys/devmapper.h"
 
 namespace {
 
@@ -52,6 +55,9 @@ Commands:
                              (sha256:<hex>, at least 12 hex digits)
   rm IMAGE...                remove image references (layers stay until gc)
   gc [--dry-run]             remove layers no image or volume uses
+  dm-pool create|remove NAME DIR [DATA_SIZE [METADATA_SIZE]]
+                             (on this machine, for development and tests) a devicemapper thin
+                             pool on loop files in DIR (default 10GiB data, 256MiB metadata)
   commit VOLUME --tag NAME [-m MESSAGE]
                              commit a volume's writable layer as image NAME
   rollback VOLUME SNAPSHOT   reset an unused volume to a snapshot (its state is kept first)
@@ -778,6 +784,37 @@ int Save(Client& client, const Options& options) {
   return 0;
 }
 
+// dm-pool works on this machine directly, not through the plugin: a pool must exist before
+// strata-csi starts with --dm-thinpool.
+int DmPool(const Options& options) {
+  ExpectArgs(options, 3, 5, "dm-pool create|remove NAME DIR [DATA_SIZE [METADATA_SIZE]]");
+  const std::string& action = options.args[1];
+  const std::string& name = options.args[2];
+  const std::string& dir = options.args[3];
+  absl::Status status;
+  if (action == "create") {
+    absl::StatusOr<int64_t> data = strata::ParseSize(
+        options.args.size() > 4 ? options.args[4] : std::string("10GiB"), "DATA_SIZE");
+    absl::StatusOr<int64_t> metadata = strata::ParseSize(
+        options.args.size() > 5 ? options.args[5] : std::string("256MiB"), "METADATA_SIZE");
+    if (!data.ok()) throw UsageError{std::string(data.status().message())};
+    if (!metadata.ok()) throw UsageError{std::string(metadata.status().message())};
+    status = strata::drivers::CreateLoopThinPool(dir, name, *data, *metadata);
+  } else if (action == "remove") {
+    std::unique_ptr<strata::sys::DeviceMapper> dm = strata::sys::NewLibdmDeviceMapper();
+    status = strata::drivers::RemoveLoopThinPool(*dm, dir, name);
+  } else {
+    throw UsageError{"dm-pool takes create or remove, not \"" + action + "\""};
+  }
+  if (!status.ok()) {
+    std::cerr << "stratactl: dm-pool " << action << ": " << status << "\n";
+    return 1;
+  }
+  std::cout << "thin pool " << name << (action == "create" ? " ready" : " removed")
+            << "; start strata-csi with --driver devmapper --dm-thinpool " << name << "\n";
+  return 0;
+}
+
 int Run(const Options& options) {
   if (options.help || options.args.empty() || options.args[0] == "help") {
     if (options.args.empty() && !options.help) {
@@ -788,6 +825,7 @@ int Run(const Options& options) {
     return 0;
   }
   const std::string& command = options.args[0];
+  if (command == "dm-pool") return DmPool(options);
   using Handler = int (*)(Client&, const Options&);
   static const std::map<std::string, Handler> kCommands = {{"import", Import},
                                                            {"images", Images},
