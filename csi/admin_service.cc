@@ -42,7 +42,7 @@ class CallLog {
     std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start_;
     grpc::Status result = ToGrpcStatus(status);
     std::string millis = absl::StrCat(static_cast<int64_t>(elapsed.count() * 1000) / 1000.0);
-    const char* code = GrpcCodeName(result.error_code());
+    const std::string code = GrpcCodeName(result.error_code());
     if (status.ok()) {
       LogInfo("admin call",
               {{"method", method_}, {"subject", subject_}, {"code", code}, {"ms", millis}});

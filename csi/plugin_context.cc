@@ -18,7 +18,7 @@ grpc::Status PluginContext::Call(const char* method, const std::string& volume,
   --in_flight;
   std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
   grpc::Status result = ToGrpcStatus(status);
-  const char* code = GrpcCodeName(result.error_code());
+  const std::string code = GrpcCodeName(result.error_code());
   if (metrics != nullptr) metrics->ObserveCsiCall(method, code, elapsed.count());
   std::string duration = absl::StrFormat("%.6fs", elapsed.count());
   if (status.ok()) {

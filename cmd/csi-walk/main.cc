@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "csi.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -44,26 +45,9 @@ VolumeCapability MountCapability() {
 }
 
 int Fail(const std::string& call, const grpc::Status& status) {
-  static const char* kCodes[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  int code = static_cast<int>(status.error_code());
-  std::cerr << "csi-walk: " << call << ": " << (code >= 0 && code <= 16 ? kCodes[code] : "?")
-            << ": " << status.error_message() << "\n";
+  std::cerr << "csi-walk: " << call << ": "
+            << absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())) << ": "
+            << status.error_message() << "\n";
   return 1;
 }
 
