@@ -1,5 +1,6 @@
 // End-to-end: the real strata-csi binary, driven over its unix socket exactly as kubelet, the
-// external-provisioner and stratactl drive it, on real mounts (overlay and vfs). Needs root.
+// external-provisioner and stratactl drive it, on real mounts (overlay, vfs, and btrfs with the
+// store on a loop-file btrfs, tests/drivers/loop_btrfs.h). Needs root.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,9 +18,11 @@
 #include <sstream>
 #include <thread>
 
+#include "drivers/registry.h"
 #include "gtest/gtest.h"
 #include "node/images/digest.h"
 #include "node/paths.h"
+#include "tests/drivers/loop_btrfs.h"
 #include "tests/e2e/plugin_process.h"
 
 #ifndef STRATA_CSI_BINARY
@@ -130,18 +133,44 @@ class E2eTest : public ::testing::TestWithParam<std::string> {
     dir_ = mkdtemp(pattern);
     pods_ = dir_ + "/kubelet";
     ASSERT_TRUE(node::MakeDirs(pods_).ok());
-    plugin_ = std::make_unique<PluginProcess>(STRATA_CSI_BINARY, dir_, GetParam());
+    if (GetParam() == "btrfs") {
+      // The store must be on btrfs: a loop-file filesystem for this test process.
+      auto mount_point = strata::testing::SharedBtrfsMountPoint();
+      if (!mount_point.ok())
+        GTEST_SKIP() << "no btrfs for the btrfs driver: " << mount_point.status();
+      std::string pattern = *mount_point + "/strata-e2e-XXXXXX";
+      ASSERT_NE(mkdtemp(pattern.data()), nullptr) << pattern;
+      store_dir_ = pattern;
+    }
+    plugin_ = NewPlugin();
     StartPlugin();
   }
   void TearDown() override {
     if (dir_.empty()) return;
     if (plugin_) plugin_->Kill();
-    std::vector<std::string> mounts = MountsUnder(dir_);
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+    for (const std::string& dir : {dir_, store_dir_}) {
+      if (dir.empty()) continue;
+      std::vector<std::string> mounts = MountsUnder(dir);
+      for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+    }
+    if (!store_dir_.empty()) {
+      // btrfs layers are read-only subvolumes a tree walk cannot remove: through the driver.
+      if (auto driver = drivers::NewDriver(GetParam(), plugin_->root()); driver.ok()) {
+        for (const std::string& id : (*driver)->Walk().value_or(std::vector<std::string>{}))
+          (void)(*driver)->Remove(id);
+      }
+      (void)node::RemoveTree(store_dir_);  // the loop filesystem goes with the process anyway
+    }
     if (!HasFailure())
       (void)node::RemoveTree(dir_);
     else
       std::cerr << "kept " << dir_ << " for inspection (plugin.log)\n";
+  }
+
+  // A plugin on this test's socket and store.
+  std::unique_ptr<PluginProcess> NewPlugin() {
+    return std::make_unique<PluginProcess>(STRATA_CSI_BINARY, dir_, GetParam(),
+                                           store_dir_.empty() ? "" : store_dir_ + "/root");
   }
 
   void StartPlugin(const std::map<std::string, std::string>& env = {}) {
@@ -234,7 +263,8 @@ class E2eTest : public ::testing::TestWithParam<std::string> {
     if (required) request.mutable_capacity_range()->set_required_bytes(required);
     return plugin_->controller().CreateVolume(CallContext().get(), request, response);
   }
-  // Entries (files and dirs) in the store's layer folder: what commits leave behind.
+  // Entries (files and dirs) in the store's layer folder: what commits leave behind. On the
+  // flat layouts (vfs, btrfs) volumes' writable trees sit there too.
   int LayerEntries() const {
     int count = 0;
     if (DIR* d = opendir(LayersDir().c_str())) {
@@ -257,11 +287,15 @@ class E2eTest : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(st.st_mode & 0777, 0755u);
   }
 
+  // Where the driver keeps its layers (drivers/*/*_driver.h): overlay separates layers from
+  // actives; vfs and btrfs keep both flat in <root>/<driver>/<id>.
   std::string LayersDir() const {
-    return plugin_->root() + (GetParam() == "overlay" ? "/overlay/layers" : "/vfs");
+    if (GetParam() == "overlay") return plugin_->root() + "/overlay/layers";
+    return plugin_->root() + "/" + GetParam();
   }
 
   std::string dir_;
+  std::string store_dir_;  // holds the store (root) when it must be elsewhere than dir_
   std::string pods_;
   std::unique_ptr<PluginProcess> plugin_;
 };
@@ -516,8 +550,8 @@ TEST_P(E2eTest, SigtermStopsCleanlyAndARestartSeesEverything) {
 }
 
 TEST_P(E2eTest, ASecondPluginOnTheSameSocketRefusesToStart) {
-  PluginProcess second(STRATA_CSI_BINARY, dir_, GetParam());
-  EXPECT_EQ(second.RunExpectingExit(10000), 1);
+  std::unique_ptr<PluginProcess> second = NewPlugin();
+  EXPECT_EQ(second->RunExpectingExit(10000), 1);
   EXPECT_NE(Slurp(dir_ + "/plugin-second.log").find("another"), std::string::npos)
       << Slurp(dir_ + "/plugin-second.log");
   // The first one is undisturbed.
@@ -604,6 +638,8 @@ TEST_P(E2eTest, KillNineAtEveryStepThenRetrySucceeds) {
       closedir(d);
     }
     EXPECT_EQ(left, 0) << "writable layers leaked under " << active;
+  } else {
+    EXPECT_EQ(LayerEntries(), 3) << "only the image's layers are left under " << LayersDir();
   }
 }
 
@@ -804,7 +840,7 @@ TEST_P(E2eTest, KillNineDuringACommitThenRetry) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Drivers, E2eTest, ::testing::Values("overlay", "vfs"),
+INSTANTIATE_TEST_SUITE_P(Drivers, E2eTest, ::testing::Values("overlay", "vfs", "btrfs"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -32,8 +32,22 @@ std::unique_ptr<grpc::ClientContext> CallContext(int seconds) {
   return context;
 }
 
-PluginProcess::PluginProcess(std::string binary, std::string dir, std::string driver)
-    : binary_(std::move(binary)), dir_(std::move(dir)), driver_(std::move(driver)) {}
+PluginProcess::PluginProcess(std::string binary, std::string dir, std::string driver,
+                             std::string root, std::vector<std::string> extra_args)
+    : binary_(std::move(binary)),
+      dir_(std::move(dir)),
+      driver_(std::move(driver)),
+      root_(root.empty() ? dir_ + "/root" : std::move(root)),
+      extra_args_(std::move(extra_args)) {}
+
+// argv for the plugin (the strings own the memory `Exec` points into).
+static void Exec(const std::string& binary, std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  execv(binary.c_str(), argv.data());
+  _exit(127);
+}
 
 PluginProcess::~PluginProcess() {
   if (pid_ > 0) Kill();
@@ -44,12 +58,11 @@ int PluginProcess::RunExpectingExit(int timeout_ms) {
   if (child == 0) {
     FILE* out = freopen((dir_ + "/plugin-second.log").c_str(), "a", stderr);
     (void)out;
-    std::string endpoint = "--endpoint=unix://" + csi_socket();
-    std::string root_flag = "--root=" + root();
-    std::string driver = "--driver=" + driver_;
-    execl(binary_.c_str(), binary_.c_str(), endpoint.c_str(), root_flag.c_str(), driver.c_str(),
-          "--metrics-address=", static_cast<char*>(nullptr));
-    _exit(127);
+    std::vector<std::string> args = {binary_, "--endpoint=unix://" + csi_socket(),
+                                     "--root=" + root(), "--driver=" + driver_,
+                                     "--metrics-address="};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    Exec(binary_, std::move(args));
   }
   for (int waited = 0; waited < timeout_ms; waited += 20) {
     int status = 0;
@@ -76,11 +89,8 @@ bool PluginProcess::Start(const std::map<std::string, std::string>& env, std::st
                                      "--node-id=e2e-node",
                                      "--metrics-address=",
                                      "--shutdown-grace-seconds=5"};
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(binary_.c_str(), argv.data());
-    _exit(127);
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    Exec(binary_, std::move(args));
   }
   // Connect only once the socket exists: a first attempt that fails puts the channel into
   // seconds of reconnect backoff.

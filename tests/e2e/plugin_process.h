@@ -17,8 +17,11 @@ namespace strata::e2e {
 
 class PluginProcess {
  public:
-  // `dir` holds the socket and the store (dir/root). `driver`: overlay or vfs.
-  PluginProcess(std::string binary, std::string dir, std::string driver);
+  // `dir` holds the CSI socket and the logs; the store (--root) is `root`, or dir/root when
+  // `root` is empty (btrfs needs it on a btrfs filesystem). `driver`: overlay, vfs, btrfs or
+  // devmapper. `extra_args` go to strata-csi as given (e.g. --dm-thinpool=NAME).
+  PluginProcess(std::string binary, std::string dir, std::string driver, std::string root = "",
+                std::vector<std::string> extra_args = {});
   ~PluginProcess();
 
   // Starts the plugin (with extra environment, e.g. STRATA_CRASH_POINT) and waits until Probe
@@ -37,7 +40,7 @@ class PluginProcess {
 
   std::string csi_socket() const { return dir_ + "/csi.sock"; }
   std::string admin_socket() const { return root() + "/admin.sock"; }
-  std::string root() const { return dir_ + "/root"; }
+  const std::string& root() const { return root_; }
 
   ::csi::v1::Identity::Stub& identity() { return *identity_; }
   ::csi::v1::Controller::Stub& controller() { return *controller_; }
@@ -48,6 +51,8 @@ class PluginProcess {
   std::string binary_;
   std::string dir_;
   std::string driver_;
+  std::string root_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
   std::unique_ptr<::csi::v1::Identity::Stub> identity_;
   std::unique_ptr<::csi::v1::Controller::Stub> controller_;
