@@ -119,11 +119,14 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
     bytes->set_used(usage.used_bytes);
     bytes->set_total(usage.total_bytes);
     bytes->set_available(usage.available_bytes);
-    VolumeUsage* inodes = response->add_usage();
-    inodes->set_unit(VolumeUsage::INODES);
-    inodes->set_used(usage.used_inodes);
-    inodes->set_total(usage.total_inodes);
-    inodes->set_available(usage.available_inodes);
+    // Filesystems without a fixed inode table (btrfs) report none: say nothing rather than 0.
+    if (usage.total_inodes > 0) {
+      VolumeUsage* inodes = response->add_usage();
+      inodes->set_unit(VolumeUsage::INODES);
+      inodes->set_used(usage.used_inodes);
+      inodes->set_total(usage.total_inodes);
+      inodes->set_available(usage.available_inodes);
+    }
     response->mutable_volume_condition()->set_abnormal(usage.abnormal);
     response->mutable_volume_condition()->set_message(usage.condition_message);
     return absl::OkStatus();
