@@ -10,6 +10,10 @@
 #     shared library they and the test binary need (from ldd).
 #  3. Boots it with qemu-system-x86_64 -accel tcg, sharing BUILD_DIR read-only over 9p; the
 #     guest runs the test binary and reports its exit code through isa-debug-exit.
+# When BUILD_DIR also has tests/e2e/csi_e2e_test and cmd/strata-csi, the guest then runs the
+# end-to-end CSI tests on devmapper too (STRATA_DM_VM_E2E_FILTER, default '*/devmapper'), with
+# the sample image made here beforehand (umoci and skopeo are not in the guest); the exit code
+# is the first failure's.
 # Exit: the test's exit code; 77 (skip) when qemu or the Debian packages cannot be had.
 set -euo pipefail
 
@@ -51,6 +55,30 @@ vmlinuz=$root/boot/vmlinuz-$kver
 if [ ! -f "$root/lib/modules/$kver/modules.dep" ]; then
   ln -sf "$root/bin/kmod" "$work/depmod"
   "$work/depmod" -b "$root" "$kver"
+fi
+
+# The e2e tests' sample image, made on the host (tools/make-sample-image.sh + skopeo).
+e2e_bin=$build/tests/e2e/csi_e2e_test
+csi_bin=$build/cmd/strata-csi
+run_e2e=0
+if [ -x "$e2e_bin" ] && [ -x "$csi_bin" ]; then
+  samples=$work/e2e-samples
+  if [ ! -f "$samples/.complete" ] && command -v umoci >/dev/null && command -v skopeo >/dev/null
+  then
+    rm -rf "$samples"
+    mkdir -p "$samples"
+    script_dir=$(dirname "$(realpath "$0")")
+    if "$script_dir/../make-sample-image.sh" "$samples/layout" v1 >/dev/null &&
+       skopeo copy -q "oci:$samples/layout:v1" \
+         "docker-archive:$samples/docker-save.tar:sample/docker:v1" >/dev/null; then
+      touch "$samples/.complete"
+    fi
+  fi
+  if [ -f "$samples/.complete" ]; then
+    run_e2e=1
+  else
+    echo "dm-vm: no sample image (umoci/skopeo missing?): skipping the e2e tests in the guest"
+  fi
 fi
 
 # --- 2. initramfs ------------------------------------------------------------------------------
@@ -117,6 +145,13 @@ for tool in sbin/mkfs.ext4 sbin/mke2fs sbin/resize2fs sbin/e2fsck sbin/debugfs s
 done
 cp "$root/etc/mke2fs.conf" "$initrd_dir/etc/" 2>/dev/null || true
 copy_libs "$test_bin"
+if [ "$run_e2e" = 1 ]; then
+  copy_libs "$e2e_bin"
+  copy_libs "$csi_bin"
+  # The e2e binary names strata-csi by its build path: the guest mounts the share there too.
+  echo "$build" >"$initrd_dir/e2e-build"
+  echo "${STRATA_DM_VM_E2E_FILTER:-*/devmapper}" >"$initrd_dir/e2e-filter"
+fi
 ln -sf /usr/sbin/mkfs.ext4 "$initrd_dir/sbin/mkfs.ext4"
 
 # Arguments for the test binary (one per line).
@@ -148,6 +183,18 @@ if mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,ro host0 /share; th
   /share/tests/devmapper/devmapper_kernel_test $args
   rc=$?
   echo "guest: test exit code $rc after $(( $(date +%s) - start )) s"
+  if [ -f /e2e-build ]; then
+    build=$(cat /e2e-build)
+    mkdir -p "$build"
+    mount --bind /share "$build"
+    echo "guest: running the e2e CSI tests on devmapper"
+    start=$(date +%s)
+    STRATA_E2E_SAMPLES=/share/dm-vm/e2e-samples "$build/tests/e2e/csi_e2e_test" \
+      "--gtest_filter=$(cat /e2e-filter)"
+    e2e_rc=$?
+    echo "guest: e2e exit code $e2e_rc after $(( $(date +%s) - start )) s"
+    [ "$rc" -eq 0 ] && rc=$e2e_rc
+  fi
 else
   echo "guest: cannot mount the 9p share"
 fi
