@@ -35,11 +35,22 @@ command -v qemu-system-x86_64 >/dev/null ||
 packages="kmod busybox-static dmsetup libdevmapper1.02.1 thin-provisioning-tools e2fsprogs"
 mkdir -p "$work/debs"
 if [ ! -f "$work/debs/.complete" ]; then
-  kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-               awk '/Depends: linux-image-[0-9]/ {print $2; exit}') || true
-  [ -n "$kernel_pkg" ] || skip "apt-cache cannot name linux-image-amd64's kernel"
-  (cd "$work/debs" && apt-get download $kernel_pkg $packages >"$work/download.log" 2>&1) ||
-    skip "apt-get download failed: $(tail -n 3 "$work/download.log")"
+  kernel_name() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+      awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+  }
+  download() {
+    (cd "$work/debs" && apt-get download $kernel_pkg $packages >"$work/download.log" 2>&1)
+  }
+  kernel_pkg=$(kernel_name) || true
+  # Package lists may be missing or stale on a machine that had everything installed already:
+  # refresh them once before giving up.
+  if [ -z "$kernel_pkg" ] || ! download; then
+    apt-get -o DPkg::Lock::Timeout=600 update -q >"$work/update.log" 2>&1 || true
+    kernel_pkg=$(kernel_name) || true
+    [ -n "$kernel_pkg" ] || skip "apt-cache cannot name linux-image-amd64's kernel"
+    download || skip "apt-get download failed: $(tail -n 3 "$work/download.log")"
+  fi
   touch "$work/debs/.complete"
 fi
 root=$work/root
