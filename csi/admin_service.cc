@@ -516,7 +516,6 @@ grpc::Status AdminService::GarbageCollect(grpc::ServerContext*,
     LogInfo(request->dry_run() ? "gc dry run" : "gc done",
             {{"layers", std::to_string(result->removed_chain_ids.size())},
              {"bytes", std::to_string(result->bytes_freed)}});
-    if (!request->dry_run()) volumes_->RefreshGauges();
   }
   return log.Finish(result.status());
 }

@@ -271,6 +271,14 @@ absl::Status LayerStore::Recover(const std::vector<std::string>& keep_driver_ids
     RETURN_IF_ERROR(driver_->Remove(layer.driver_id));
     RETURN_IF_ERROR(metadata_->DeleteLayer(layer.chain_id));
   }
+  // A plugin killed mid-import (devmapper) or mid-flatten left a private mount in the scratch
+  // folder: take it down first, or nothing below could be removed and the plugin would not start.
+  ASSIGN_OR_RETURN(std::vector<sys::MountPoint> mounts, mounter_->List());
+  for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) {
+    if (it->target.rfind(scratch_dir_ + "/", 0) != 0) continue;
+    LogWarning("recovery: unmounting a leftover private mount", {{"target", it->target}});
+    RETURN_IF_ERROR(mounter_->Unmount(it->target, /*detach=*/true));
+  }
   ASSIGN_OR_RETURN(std::vector<std::string> stored, driver_->Walk());
   for (const std::string& id : stored) {
     if (known.count(id)) continue;

@@ -1,7 +1,6 @@
 #include "node/paths.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -34,24 +33,6 @@ absl::Status ValidateRequestPath(const std::string& path, const std::string& fie
   return absl::OkStatus();
 }
 
-absl::Status MakeDirs(const std::string& path, unsigned mode) {
-  if (path.empty()) return absl::InvalidArgumentError("MakeDirs: empty path");
-  size_t position = 0;
-  while (true) {
-    position = path.find('/', position + 1);
-    std::string prefix = path.substr(0, position);
-    bool last = position == std::string::npos;
-    if (!prefix.empty() && mkdir(prefix.c_str(), last ? mode : 0755) != 0 && errno != EEXIST)
-      return ErrnoStatus(errno, "mkdir", prefix);
-    if (last) break;
-  }
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
-  if (!S_ISDIR(st.st_mode))
-    return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a directory"));
-  return absl::OkStatus();
-}
-
 absl::Status PrepareMountTarget(const std::string& path, bool create) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
@@ -65,25 +46,6 @@ absl::Status PrepareMountTarget(const std::string& path, bool create) {
   }
   if (!S_ISDIR(st.st_mode))
     return absl::InvalidArgumentError(absl::StrCat(path, " is not a directory"));
-  return absl::OkStatus();
-}
-
-absl::Status RemoveTree(const std::string& path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoStatus(errno, "stat", path);
-  }
-  static thread_local int first_error;
-  first_error = 0;
-  auto remove_one = [](const char* entry, const struct stat*, int type, struct FTW*) -> int {
-    int rc = (type == FTW_DP) ? rmdir(entry) : unlink(entry);
-    if (rc != 0 && errno != ENOENT && first_error == 0) first_error = errno;
-    return 0;
-  };
-  if (nftw(path.c_str(), remove_one, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
-    return ErrnoStatus(errno, "remove", path);
-  if (first_error != 0) return ErrnoStatus(first_error, "remove", path);
   return absl::OkStatus();
 }
 

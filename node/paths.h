@@ -5,23 +5,23 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "drivers/copy_tree.h"
+#include "drivers/fs_util.h"
 
 namespace strata::node {
+
+// mkdir -p and a recursive removal that never follows symlinks nor crosses into a mount: the
+// drivers' own, shared rather than written twice.
+using drivers::MakeDirs;
+using drivers::RemoveTree;
 
 // A path from a CSI request: absolute, no "." or ".." components, no NUL, not empty, at most
 // PATH_MAX. `field` names the request field in the error ("target_path").
 absl::Status ValidateRequestPath(const std::string& path, const std::string& field);
 
-// Creates `path` and missing parents (mode 0755 for parents, `mode` for the last).
-absl::Status MakeDirs(const std::string& path, unsigned mode = 0755);
-
 // A directory the plugin may mount onto: it exists (it is created when `create` and missing),
 // is a directory, and is not itself a symlink (a symlink there could point anywhere).
 absl::Status PrepareMountTarget(const std::string& path, bool create);
-
-// Removes `path` recursively without following symlinks or crossing into other mounts.
-// A missing path is OK.
-absl::Status RemoveTree(const std::string& path);
 
 // True when `path` resolves (symlinks followed) to `root` or something below it.
 bool ResolvesWithin(const std::string& path, const std::string& root);

@@ -251,7 +251,6 @@ absl::StatusOr<CommitResult> VolumeManager::Commit(const std::string& volume_id,
   ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
   ASSIGN_OR_RETURN(CommitResult result,
                    CommitVolume(volume, comment, std::nullopt, std::move(tag)));
-  RefreshGauges();
   return result;
 }
 
@@ -281,7 +280,6 @@ absl::StatusOr<SnapshotRecord> VolumeManager::CreateSnapshot(const std::string& 
                                {"name", name},
                                {"volume", volume_id},
                                {"chain_id", snapshot.chain_id}});
-  RefreshGauges();
   return snapshot;
 }
 
@@ -294,7 +292,6 @@ absl::Status VolumeManager::DeleteSnapshot(const std::string& snapshot_id) {
   LogInfo("snapshot deleted", {{"snapshot", snapshot_id},
                                {"layers_freed", std::to_string(collected.removed_chain_ids.size())},
                                {"bytes_freed", std::to_string(collected.bytes_freed)}});
-  RefreshGauges();
   return absl::OkStatus();
 }
 
@@ -343,7 +340,6 @@ absl::StatusOr<SnapshotRecord> VolumeManager::Rollback(const std::string& volume
   (void)driver_->Remove(old_active);  // empty: the kept snapshot holds its content
   LogInfo("volume rolled back",
           {{"volume", volume_id}, {"snapshot", snapshot_id}, {"previous_state_kept_as", kept.id}});
-  RefreshGauges();
   return kept;
 }
 

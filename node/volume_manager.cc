@@ -126,10 +126,6 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
     ASSIGN_OR_RETURN(ImageRecord image, layers_->ResolveImage(params.image));
     chain_id = image.chain_id;
   }
-  // From here until the volume row exists, gc must not take the chain away.
-  auto pin = layers_->PinLayers();
-  ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(chain_id));
-  ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
   VolumeRecord volume;
   volume.id = absl::StrCat("vol-", RandomHex(8));
   volume.name = params.name;
@@ -137,15 +133,22 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   volume.capacity_bytes = params.capacity_bytes;
   volume.image = params.image;
   volume.chain_id = chain_id;
-  volume.active_id = active_id;
+  return MakeVolume(std::move(volume));
+}
+
+absl::StatusOr<VolumeRecord> VolumeManager::MakeVolume(VolumeRecord volume) {
+  // From here until the volume row exists, gc must not take the chain away.
+  auto pin = layers_->PinLayers();
+  ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(volume.chain_id));
+  ASSIGN_OR_RETURN(volume.active_id, metadata_->NewDriverId());
   volume.state = kVolumeCreating;
   volume.created_unix = NowUnix();
   // Intent before the driver acts: recovery removes a volume left "creating".
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   CrashPoint("create-after-intent");
   drivers::PrepareOptions prepare;
-  prepare.capacity_bytes = params.capacity_bytes;
-  absl::Status prepared = driver_->Prepare(active_id, chain, prepare);
+  prepare.capacity_bytes = volume.capacity_bytes;
+  absl::Status prepared = driver_->Prepare(volume.active_id, chain, prepare);
   if (!prepared.ok()) {
     (void)RemoveVolume(volume);
     return prepared;
@@ -157,9 +160,9 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   LogInfo("volume created", {{"volume", volume.id},
                              {"name", volume.name},
                              {"image", volume.image},
+                             {"ephemeral", volume.ephemeral ? "true" : "false"},
                              {"chain_depth", std::to_string(chain.size())},
-                             {"driver_id", active_id}});
-  RefreshGauges();
+                             {"driver_id", volume.active_id}});
   return volume;
 }
 
@@ -192,7 +195,6 @@ absl::Status VolumeManager::Delete(const std::string& volume_id) {
   LogInfo("volume deleted", {{"volume", volume_id},
                              {"name", volume->name},
                              {"layers_freed", std::to_string(collected.removed_chain_ids.size())}});
-  RefreshGauges();
   return absl::OkStatus();
 }
 
@@ -252,7 +254,6 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
   volume.state = kVolumeStaged;
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   LogInfo("volume staged", {{"volume", volume_id}, {"staging_path", staging_path}});
-  RefreshGauges();
   return absl::OkStatus();
 }
 
@@ -280,7 +281,6 @@ absl::Status VolumeManager::Unstage(const std::string& volume_id, const std::str
   volume.staging_path = "";
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   LogInfo("volume unstaged", {{"volume", volume_id}, {"staging_path", staging_path}});
-  RefreshGauges();
   return absl::OkStatus();
 }
 
@@ -332,7 +332,6 @@ absl::Status VolumeManager::Publish(const std::string& volume_id, const std::str
   LogInfo("volume published", {{"volume", volume_id},
                                {"target_path", target_path},
                                {"read_only", read_only ? "true" : "false"}});
-  RefreshGauges();
   return absl::OkStatus();
 }
 
@@ -358,28 +357,14 @@ absl::Status VolumeManager::PublishEphemeral(const std::string& volume_id, const
       ASSIGN_OR_RETURN(ImageRecord record, layers_->ResolveImage(image));
       chain_id = record.chain_id;
     }
-    auto pin = layers_->PinLayers();
-    ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(chain_id));
-    ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
     VolumeRecord volume;
     volume.id = volume_id;
     volume.name = volume_id;
     volume.request_fingerprint = absl::StrCat("ephemeral image=", image);
     volume.image = image;
     volume.chain_id = chain_id;
-    volume.active_id = active_id;
-    volume.state = kVolumeCreating;
     volume.ephemeral = true;
-    volume.created_unix = NowUnix();
-    RETURN_IF_ERROR(metadata_->PutVolume(volume));
-    absl::Status prepared = driver_->Prepare(active_id, chain, drivers::PrepareOptions{});
-    if (!prepared.ok()) {
-      (void)RemoveVolume(volume);
-      return prepared;
-    }
-    volume.state = kVolumeReady;
-    RETURN_IF_ERROR(metadata_->PutVolume(volume));
-    LogInfo("ephemeral volume created", {{"volume", volume_id}, {"image", image}});
+    RETURN_IF_ERROR(MakeVolume(std::move(volume)).status());
   }
   std::string private_mount = absl::StrCat(options_.volumes_dir, "/", volume_id);
   RETURN_IF_ERROR(MakeDirs(options_.volumes_dir, 0700));
@@ -414,7 +399,6 @@ absl::Status VolumeManager::Unpublish(const std::string& volume_id,
       RETURN_IF_ERROR(Delete(volume_id));
     }
   }
-  RefreshGauges();
   return absl::OkStatus();
 }
 

@@ -126,10 +126,14 @@ class VolumeManager {
   absl::StatusOr<SnapshotRecord> Rollback(const std::string& volume_id,
                                           const std::string& snapshot_id);
 
-  // Recomputes the volume/layer/image gauges.
+  // Recomputes the volume/layer/image/snapshot gauges from the metadata. Called when Prometheus
+  // scrapes (cmd/strata-csi), not after every call: it reads every table.
   void RefreshGauges();
 
  private:
+  // Records `volume` (id, name, chain and request filled in) as creating, prepares its writable
+  // layer, and marks it ready; undone if the driver fails.
+  absl::StatusOr<VolumeRecord> MakeVolume(VolumeRecord volume);
   // Stage without the outside-the-store check: ephemeral volumes stage under volumes_dir.
   absl::Status StageAt(const std::string& volume_id, const std::string& staging_path);
   absl::StatusOr<VolumeRecord> MustGet(const std::string& volume_id);

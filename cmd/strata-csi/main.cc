@@ -67,6 +67,20 @@ ABSL_FLAG(int, shutdown_grace_seconds, 30, "how long SIGTERM waits for in-flight
 namespace strata {
 namespace {
 
+// Brings the store gauges up to date when Prometheus scrapes. Registered before the metrics
+// registry: the exposer collects in registration order. Contributes no families of its own.
+class GaugeRefresher : public prometheus::Collectable {
+ public:
+  explicit GaugeRefresher(node::VolumeManager* volumes) : volumes_(volumes) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    volumes_->RefreshGauges();
+    return {};
+  }
+
+ private:
+  node::VolumeManager* volumes_;
+};
+
 // strata_dm_pool_*: the thin pool's space, read from the kernel at every scrape.
 class ThinPoolCollector : public prometheus::Collectable {
  public:
@@ -156,6 +170,7 @@ absl::Status Run() {
 
   std::unique_ptr<prometheus::Exposer> exposer;
   std::shared_ptr<ThinPoolCollector> pool_collector;
+  std::shared_ptr<GaugeRefresher> refresher;
   if (std::string address = absl::GetFlag(FLAGS_metrics_address); !address.empty()) {
     try {
       exposer = std::make_unique<prometheus::Exposer>(address);
@@ -163,6 +178,8 @@ absl::Status Run() {
       return absl::UnavailableError(
           absl::StrCat("cannot serve metrics on ", address, ": ", error.what()));
     }
+    refresher = std::make_shared<GaugeRefresher>(&volumes);
+    exposer->RegisterCollectable(refresher);
     exposer->RegisterCollectable(metrics.registry());
     if (auto* devmapper = dynamic_cast<drivers::DevmapperDriver*>(driver.get())) {
       pool_collector = std::make_shared<ThinPoolCollector>(devmapper);

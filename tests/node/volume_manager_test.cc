@@ -185,6 +185,18 @@ TEST_F(VolumeManagerTest, RecoveryResolvesInterruptedSteps) {
   EXPECT_TRUE(volumes_->Create(Params("pvc-creating")).ok());
 }
 
+TEST_F(VolumeManagerTest, RecoveryTakesDownPrivateMountsAKilledPluginLeft) {
+  // A flatten or a devmapper import killed mid-way leaves a private mount under the scratch dir.
+  const std::string leftover = root_ + "/tmp/flatten-7";
+  ASSERT_TRUE(MakeDirs(leftover).ok());
+  ASSERT_TRUE(mounter_.MountAt({"overlay", "overlay", {"lowerdir+=/x"}}, leftover).ok());
+  ASSERT_TRUE(mounter_.MountAt({"bind", "/y", {"rw"}}, Staging("kept")).ok());
+  ASSERT_TRUE(volumes_->Recover().ok());
+  ASSERT_EQ(mounter_.mounts().size(), 1u) << "only the leftover goes";
+  EXPECT_EQ(mounter_.mounts()[0].target, Staging("kept"));
+  EXPECT_NE(access((root_ + "/tmp").c_str(), F_OK), 0) << "the scratch dir is emptied";
+}
+
 TEST_F(VolumeManagerTest, GarbageCollectionKeepsWhatVolumesUse) {
   AddLayer("lonely", "", "lonely.txt");
   auto volume = *volumes_->Create(Params("pvc-1"));
