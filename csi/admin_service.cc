@@ -32,11 +32,27 @@ using Json = nlohmann::ordered_json;
 constexpr size_t kMinPrefixHex = 12;
 constexpr char kDigestPrefix[] = "sha256:";
 
-// Times one admin call and logs it as one line when it ends.
+// Times one admin call and logs it as one line when it ends. It also passes the call through
+// the plugin's CallGate (when there is one): nothing but Version is served before start-up
+// recovery is done, and SIGTERM waits for admitted calls to finish.
 class CallLog {
  public:
-  CallLog(const char* method, std::string subject)
-      : method_(method), subject_(std::move(subject)), start_(std::chrono::steady_clock::now()) {}
+  CallLog(CallGate* gate, const char* method, std::string subject, bool needs_ready = true)
+      : gate_(gate),
+        method_(method),
+        subject_(std::move(subject)),
+        start_(std::chrono::steady_clock::now()) {
+    if (gate_ != nullptr) admission_ = gate_->Enter(needs_ready);
+  }
+  ~CallLog() {
+    if (gate_ != nullptr && admission_.ok()) gate_->Exit();
+  }
+  CallLog(const CallLog&) = delete;
+  CallLog& operator=(const CallLog&) = delete;
+
+  // False when the gate turned the call away; answer with Rejected().
+  bool admitted() const { return admission_.ok(); }
+  grpc::Status Rejected() { return Finish(admission_); }
 
   grpc::Status Finish(const absl::Status& status) {
     std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start_;
@@ -63,6 +79,8 @@ class CallLog {
   }
 
  private:
+  CallGate* gate_;
+  absl::Status admission_;
   const char* method_;
   std::string subject_;
   std::chrono::steady_clock::time_point start_;
@@ -212,12 +230,18 @@ absl::Status NeedExporter(node::Exporter* exporter) {
 
 AdminService::AdminService(node::LayerStore* layers, node::VolumeManager* volumes,
                            node::Metadata* metadata, node::VolumeLocks* locks,
-                           node::Exporter* exporter)
-    : layers_(layers), volumes_(volumes), metadata_(metadata), locks_(locks), exporter_(exporter) {}
+                           node::Exporter* exporter, CallGate* gate)
+    : layers_(layers),
+      volumes_(volumes),
+      metadata_(metadata),
+      locks_(locks),
+      exporter_(exporter),
+      gate_(gate) {}
 
 grpc::Status AdminService::ImportImage(grpc::ServerContext*, const pb::ImportImageRequest* request,
                                        pb::ImportImageResponse* response) {
-  CallLog log("ImportImage", request->path());
+  CallLog log(gate_, "ImportImage", request->path());
+  if (!log.admitted()) return log.Rejected();
   absl::Status status = [&]() -> absl::Status {
     if (request->path().empty())
       return absl::InvalidArgumentError("path is required: an image archive or layout on the node");
@@ -236,7 +260,8 @@ grpc::Status AdminService::ImportImage(grpc::ServerContext*, const pb::ImportIma
 
 grpc::Status AdminService::ListImages(grpc::ServerContext*, const pb::ListImagesRequest*,
                                       pb::ListImagesResponse* response) {
-  CallLog log("ListImages", "");
+  CallLog log(gate_, "ListImages", "");
+  if (!log.admitted()) return log.Rejected();
   return log.Finish(DoListImages(response));
 }
 
@@ -256,7 +281,8 @@ absl::Status AdminService::DoListImages(pb::ListImagesResponse* response) {
 
 grpc::Status AdminService::ListLayers(grpc::ServerContext*, const pb::ListLayersRequest*,
                                       pb::ListLayersResponse* response) {
-  CallLog log("ListLayers", "");
+  CallLog log(gate_, "ListLayers", "");
+  if (!log.admitted()) return log.Rejected();
   return log.Finish(DoListLayers(response));
 }
 
@@ -292,7 +318,8 @@ absl::Status AdminService::DoListLayers(pb::ListLayersResponse* response) {
 
 grpc::Status AdminService::ListVolumes(grpc::ServerContext*, const pb::ListVolumesRequest*,
                                        pb::ListVolumesResponse* response) {
-  CallLog log("ListVolumes", "");
+  CallLog log(gate_, "ListVolumes", "");
+  if (!log.admitted()) return log.Rejected();
   return log.Finish(DoListVolumes(response));
 }
 
@@ -335,7 +362,8 @@ absl::Status AdminService::DoListVolumes(pb::ListVolumesResponse* response) {
 
 grpc::Status AdminService::Inspect(grpc::ServerContext*, const pb::InspectRequest* request,
                                    pb::InspectResponse* response) {
-  CallLog log("Inspect", request->id());
+  CallLog log(gate_, "Inspect", request->id());
+  if (!log.admitted()) return log.Rejected();
   std::string json;
   absl::Status status = DoInspect(request->id(), &json);
   if (status.ok()) response->set_json(std::move(json));
@@ -499,7 +527,8 @@ absl::Status AdminService::DoInspect(const std::string& id, std::string* out) {
 
 grpc::Status AdminService::RemoveImage(grpc::ServerContext*, const pb::RemoveImageRequest* request,
                                        pb::RemoveImageResponse*) {
-  CallLog log("RemoveImage", request->name());
+  CallLog log(gate_, "RemoveImage", request->name());
+  if (!log.admitted()) return log.Rejected();
   absl::Status status = ValidateToken(request->name(), "name");
   if (status.ok()) status = layers_->RemoveImage(request->name());
   return log.Finish(status);
@@ -508,7 +537,8 @@ grpc::Status AdminService::RemoveImage(grpc::ServerContext*, const pb::RemoveIma
 grpc::Status AdminService::GarbageCollect(grpc::ServerContext*,
                                           const pb::GarbageCollectRequest* request,
                                           pb::GarbageCollectResponse* response) {
-  CallLog log("GarbageCollect", request->dry_run() ? "dry-run" : "");
+  CallLog log(gate_, "GarbageCollect", request->dry_run() ? "dry-run" : "");
+  if (!log.admitted()) return log.Rejected();
   absl::StatusOr<node::GcResult> result = layers_->GarbageCollect(request->dry_run());
   if (result.ok()) {
     for (const std::string& id : result->removed_chain_ids) response->add_removed_chain_ids(id);
@@ -522,14 +552,16 @@ grpc::Status AdminService::GarbageCollect(grpc::ServerContext*,
 
 grpc::Status AdminService::Version(grpc::ServerContext*, const pb::VersionRequest*,
                                    pb::VersionResponse* response) {
-  CallLog log("Version", "");
+  CallLog log(gate_, "Version", "", /*needs_ready=*/false);
+  if (!log.admitted()) return log.Rejected();
   response->set_version(kVersion);
   return log.Finish(absl::OkStatus());
 }
 
 grpc::Status AdminService::Commit(grpc::ServerContext*, const pb::CommitRequest* request,
                                   pb::CommitResponse* response) {
-  CallLog log("Commit", request->volume_id());
+  CallLog log(gate_, "Commit", request->volume_id());
+  if (!log.admitted()) return log.Rejected();
   return log.Finish(DoCommit(*request, response));
 }
 
@@ -576,7 +608,8 @@ absl::Status AdminService::DoCommit(const pb::CommitRequest& request,
 
 grpc::Status AdminService::Rollback(grpc::ServerContext*, const pb::RollbackRequest* request,
                                     pb::RollbackResponse* response) {
-  CallLog log("Rollback", absl::StrCat(request->volume_id(), " ", request->snapshot()));
+  CallLog log(gate_, "Rollback", absl::StrCat(request->volume_id(), " ", request->snapshot()));
+  if (!log.admitted()) return log.Rejected();
   return log.Finish(DoRollback(*request, response));
 }
 
@@ -608,7 +641,8 @@ absl::Status AdminService::DoRollback(const pb::RollbackRequest& request,
 grpc::Status AdminService::ListSnapshots(grpc::ServerContext*,
                                          const pb::ListSnapshotsRequest* request,
                                          pb::ListSnapshotsResponse* response) {
-  CallLog log("ListSnapshots", request->volume_id());
+  CallLog log(gate_, "ListSnapshots", request->volume_id());
+  if (!log.admitted()) return log.Rejected();
   absl::Status status = [&]() -> absl::Status {
     if (!request->volume_id().empty())
       RETURN_IF_ERROR(ValidateToken(request->volume_id(), "volume_id"));
@@ -626,7 +660,8 @@ grpc::Status AdminService::ListSnapshots(grpc::ServerContext*,
 
 grpc::Status AdminService::History(grpc::ServerContext*, const pb::HistoryRequest* request,
                                    pb::HistoryResponse* response) {
-  CallLog log("History", request->ref());
+  CallLog log(gate_, "History", request->ref());
+  if (!log.admitted()) return log.Rejected();
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(NeedExporter(exporter_));
     RETURN_IF_ERROR(ValidateToken(request->ref(), "ref"));
@@ -647,7 +682,8 @@ grpc::Status AdminService::History(grpc::ServerContext*, const pb::HistoryReques
 
 grpc::Status AdminService::Diff(grpc::ServerContext*, const pb::DiffRequest* request,
                                 pb::DiffResponse* response) {
-  CallLog log("Diff", absl::StrCat(request->from_ref(), " ", request->to_ref()));
+  CallLog log(gate_, "Diff", absl::StrCat(request->from_ref(), " ", request->to_ref()));
+  if (!log.admitted()) return log.Rejected();
   return log.Finish(DoDiff(*request, response));
 }
 
@@ -678,7 +714,8 @@ absl::Status AdminService::DoDiff(const pb::DiffRequest& request, pb::DiffRespon
 
 grpc::Status AdminService::Save(grpc::ServerContext*, const pb::SaveRequest* request,
                                 pb::SaveResponse* response) {
-  CallLog log("Save", absl::StrCat(request->ref(), " ", request->path()));
+  CallLog log(gate_, "Save", absl::StrCat(request->ref(), " ", request->path()));
+  if (!log.admitted()) return log.Rejected();
   return log.Finish(DoSave(*request, response));
 }
 

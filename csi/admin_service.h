@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "csi/call_gate.h"
 #include "grpcpp/grpcpp.h"
 #include "node/exporter.h"
 #include "node/layer_store.h"
@@ -26,10 +27,12 @@ namespace strata::csi {
 
 class AdminService final : public strata::admin::v1::Admin::Service {
  public:
-  // None but `exporter` may be null; all must outlive the service. Without an exporter,
-  // History, Diff and Save answer UNIMPLEMENTED.
+  // None but `exporter` and `gate` may be null; all must outlive the service. Without an
+  // exporter, History, Diff and Save answer UNIMPLEMENTED. Without a gate every call is served
+  // (tests); strata-csi passes the CSI services' gate.
   AdminService(node::LayerStore* layers, node::VolumeManager* volumes, node::Metadata* metadata,
-               node::VolumeLocks* locks, node::Exporter* exporter = nullptr);
+               node::VolumeLocks* locks, node::Exporter* exporter = nullptr,
+               CallGate* gate = nullptr);
 
   grpc::Status ImportImage(grpc::ServerContext* context,
                            const strata::admin::v1::ImportImageRequest* request,
@@ -96,6 +99,7 @@ class AdminService final : public strata::admin::v1::Admin::Service {
   node::Metadata* metadata_;
   node::VolumeLocks* locks_;
   node::Exporter* exporter_;
+  CallGate* gate_;
 };
 
 }  // namespace strata::csi

@@ -9,7 +9,7 @@ using ::csi::v1::PluginCapability;
 grpc::Status IdentityService::GetPluginInfo(grpc::ServerContext*,
                                             const ::csi::v1::GetPluginInfoRequest*,
                                             ::csi::v1::GetPluginInfoResponse* response) {
-  return context_->Call("GetPluginInfo", "", [&] {
+  return context_->CallIdentity("GetPluginInfo", [&] {
     response->set_name(context_->driver_name);
     response->set_vendor_version(kVersion);
     return absl::OkStatus();
@@ -19,7 +19,7 @@ grpc::Status IdentityService::GetPluginInfo(grpc::ServerContext*,
 grpc::Status IdentityService::GetPluginCapabilities(
     grpc::ServerContext*, const ::csi::v1::GetPluginCapabilitiesRequest*,
     ::csi::v1::GetPluginCapabilitiesResponse* response) {
-  return context_->Call("GetPluginCapabilities", "", [&] {
+  return context_->CallIdentity("GetPluginCapabilities", [&] {
     for (auto type : {PluginCapability::Service::CONTROLLER_SERVICE,
                       PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS}) {
       response->add_capabilities()->mutable_service()->set_type(type);
@@ -30,8 +30,8 @@ grpc::Status IdentityService::GetPluginCapabilities(
 
 grpc::Status IdentityService::Probe(grpc::ServerContext*, const ::csi::v1::ProbeRequest*,
                                     ::csi::v1::ProbeResponse* response) {
-  return context_->Call("Probe", "", [&] {
-    response->mutable_ready()->set_value(context_->ready.load());
+  return context_->CallIdentity("Probe", [&] {
+    response->mutable_ready()->set_value(context_->gate.ready());
     return absl::OkStatus();
   });
 }

@@ -1,7 +1,6 @@
 #include "csi/plugin_context.h"
 
 #include <chrono>
-#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "common/log.h"
@@ -9,13 +8,14 @@
 
 namespace strata::csi {
 
-grpc::Status PluginContext::Call(const char* method, const std::string& volume,
-                                 const std::function<absl::Status()>& body) {
+grpc::Status PluginContext::Run(const char* method, const std::string& volume, bool needs_ready,
+                                const std::function<absl::Status()>& body) {
   auto start = std::chrono::steady_clock::now();
-  ++in_flight;
-  absl::Status status =
-      draining ? absl::UnavailableError("strata-csi is shutting down; retry") : body();
-  --in_flight;
+  absl::Status status = gate.Enter(needs_ready);
+  if (status.ok()) {
+    status = body();
+    gate.Exit();
+  }
   std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
   grpc::Status result = ToGrpcStatus(status);
   const std::string code = GrpcCodeName(result.error_code());
@@ -39,18 +39,6 @@ grpc::Status PluginContext::Call(const char* method, const std::string& volume,
         std::source_location::current());
   }
   return result;
-}
-
-}  // namespace strata::csi
-
-namespace strata::csi {
-
-bool PluginContext::Drain(std::chrono::milliseconds grace) {
-  draining = true;
-  auto deadline = std::chrono::steady_clock::now() + grace;
-  while (in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return in_flight.load() == 0;
 }
 
 }  // namespace strata::csi

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "csi/call_gate.h"
 #include "grpcpp/support/status.h"
 #include "metrics/metrics.h"
 #include "node/layer_store.h"
@@ -27,19 +28,25 @@ struct PluginContext {
   drivers::Driver* driver = nullptr;
   node::VolumeLocks* locks = nullptr;
   metrics::Metrics* metrics = nullptr;  // may be null in tests
-  std::atomic<bool> ready{false};       // Probe: the store is open and recovered
-  // Shutdown: once draining, new calls get UNAVAILABLE (the CO retries against the restarted
-  // plugin) while the calls in flight finish.
-  std::atomic<bool> draining{false};
-  std::atomic<int> in_flight{0};
+  // Admits calls: none but Identity's before recovery is done, none once shutdown begins.
+  // Shared with the admin service so SIGTERM waits for both kinds of call.
+  CallGate gate;
 
-  // Sets `draining` and waits up to `grace` for in-flight calls; true when none are left.
-  bool Drain(std::chrono::milliseconds grace);
 
   // Runs `body` for CSI method `method` about `volume` ("" when none), logs and measures it, and
-  // returns its result as a grpc::Status.
+  // returns its result as a grpc::Status. UNAVAILABLE until recovery is done.
   grpc::Status Call(const char* method, const std::string& volume,
-                    const std::function<absl::Status()>& body);
+                    const std::function<absl::Status()>& body) {
+    return Run(method, volume, /*needs_ready=*/true, body);
+  }
+  // The same for Identity calls, which are answered while the store is still recovering.
+  grpc::Status CallIdentity(const char* method, const std::function<absl::Status()>& body) {
+    return Run(method, "", /*needs_ready=*/false, body);
+  }
+
+ private:
+  grpc::Status Run(const char* method, const std::string& volume, bool needs_ready,
+                   const std::function<absl::Status()>& body);
 };
 
 }  // namespace strata::csi

@@ -1,10 +1,18 @@
 #include "node/metadata.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace strata::node {
@@ -60,8 +68,25 @@ CREATE TABLE IF NOT EXISTS publications (
   PRIMARY KEY (volume_id, target_path));
 )sql";
 
+// SQLite's result codes mapped to what a caller can act on: a full disk is a normal state
+// (RESOURCE_EXHAUSTED: free space and retry), a read-only store a precondition, a damaged file
+// data loss (docs/operations.md says what to do).
 absl::Status SqliteError(sqlite3* db, const std::string& what) {
-  return absl::InternalError(absl::StrCat("metadata: ", what, ": ", sqlite3_errmsg(db)));
+  std::string message = absl::StrCat("metadata: ", what, ": ", sqlite3_errmsg(db));
+  switch (sqlite3_extended_errcode(db) & 0xff) {
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(
+          absl::StrCat(message, " (the store's filesystem is full: free space and retry)"));
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+      return absl::FailedPreconditionError(message);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(
+          absl::StrCat(message, " (the metadata file is damaged: see docs/operations.md)"));
+    default:
+      return absl::InternalError(message);
+  }
 }
 
 // A prepared statement with positional binds; finalized on destruction.
@@ -163,7 +188,8 @@ std::string ToBase36(int64_t value) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Metadata>> Metadata::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Metadata>> Metadata::Open(const std::string& path,
+                                                         int64_t reserve_bytes) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -172,12 +198,122 @@ absl::StatusOr<std::unique_ptr<Metadata>> Metadata::Open(const std::string& path
     sqlite3_close(db);
     return status;
   }
-  std::unique_ptr<Metadata> metadata(new Metadata(db));
+  std::unique_ptr<Metadata> metadata(new Metadata(db, path, reserve_bytes));
+  sqlite3_extended_result_codes(db, 1);
+  // A full disk at start-up: give SQLite the reserve so recovery can record what it resolves.
+  metadata->MakeRoomForDelete();
   RETURN_IF_ERROR(metadata->Migrate());
+  metadata->RestoreReserve();
   return metadata;
 }
 
-Metadata::Metadata(sqlite3* db) : db_(db) {}
+Metadata::Metadata(sqlite3* db, std::string path, int64_t reserve_bytes)
+    : db_(db), path_(std::move(path)), reserve_bytes_(reserve_bytes) {}
+
+namespace {
+int64_t FreeBytesBeside(const std::string& path) {
+  struct statvfs fs;
+  std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
+  if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0) return -1;
+  return static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
+}
+}  // namespace
+
+void Metadata::MakeRoomForDelete() {
+  if (reserve_bytes_ <= 0) return;
+  std::lock_guard<std::mutex> lock(reserve_mutex_);
+  int64_t free_bytes = FreeBytesBeside(path_);
+  if (free_bytes < 0 || free_bytes >= 2 * reserve_bytes_) return;
+  std::string reserve = path_ + ".reserve";
+  if (unlink(reserve.c_str()) == 0) {
+    LogWarning("store filesystem nearly full: released the metadata reserve so deletes can work",
+               {{"free_bytes", std::to_string(free_bytes)},
+                {"reserve_bytes", std::to_string(reserve_bytes_)},
+                {"path", reserve}});
+  }
+}
+
+void Metadata::RestoreReserve() {
+  if (reserve_bytes_ <= 0) return;
+  std::lock_guard<std::mutex> lock(reserve_mutex_);
+  std::string reserve = path_ + ".reserve";
+  struct stat st;
+  if (stat(reserve.c_str(), &st) == 0 && st.st_blocks * 512 >= reserve_bytes_) return;
+  if (FreeBytesBeside(path_) < 4 * reserve_bytes_) return;  // not yet: leave the room to deletes
+  int fd = open(reserve.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  // posix_fallocate really allocates (a sparse file would reserve nothing).
+  int rc = posix_fallocate(fd, 0, reserve_bytes_);
+  if (rc == 0) rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  if (rc != 0) {
+    (void)unlink(reserve.c_str());
+    LogWarning("cannot reserve space for metadata", {{"path", reserve}, {"errno", strerror(rc)}});
+  }
+}
+
+absl::StatusOr<bool> Metadata::LooksNew() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_, "SELECT count(*) FROM sequences WHERE name='driver_id'");
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  return !row || get.Int(0) == 0;
+}
+
+absl::Status Metadata::ReserveDriverIdsThrough(const std::string& id) {
+  int64_t value = 0;
+  if (id.empty() || id.size() > 12) return absl::OkStatus();  // not one of ours
+  for (char c : id) {
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'z' ? c - 'a' + 10 : -1;
+    if (digit < 0) return absl::OkStatus();
+    value = value * 36 + digit;
+  }
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement current(db_, "SELECT value FROM sequences WHERE name='driver_id'");
+  ASSIGN_OR_RETURN(bool row, current.Step());
+  if (row && current.Int(0) >= value) return absl::OkStatus();  // nothing to write
+  Statement put(db_,
+                "INSERT INTO sequences(name, value) VALUES('driver_id', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)");
+  put.Bind(value);
+  return put.Run();
+}
+
+absl::Status Metadata::Backup(const std::string& destination) {
+  // Create the file ourselves (O_EXCL: never replace anything), then let SQLite fill it.
+  int fd = open(destination.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return ErrnoStatus(errno, "create backup file", destination);
+  close(fd);
+  sqlite3* target = nullptr;
+  absl::Status status;
+  if (sqlite3_open_v2(destination.c_str(), &target, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    status = SqliteError(target, absl::StrCat("open ", destination));
+  } else {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    sqlite3_backup* backup = sqlite3_backup_init(target, "main", db_, "main");
+    if (backup == nullptr) {
+      status = SqliteError(target, "backup init");
+    } else {
+      int rc = sqlite3_backup_step(backup, -1);
+      sqlite3_backup_finish(backup);
+      if (rc != SQLITE_DONE) status = SqliteError(target, "backup");
+    }
+  }
+  if (status.ok() && sqlite3_exec(target, "PRAGMA journal_mode=DELETE", nullptr, nullptr,
+                                  nullptr) != SQLITE_OK) {
+    status = SqliteError(target, "backup journal mode");
+  }
+  sqlite3_close(target);
+  if (!status.ok()) {
+    (void)unlink(destination.c_str());
+    return status;
+  }
+  int sync_fd = open(destination.c_str(), O_RDONLY | O_CLOEXEC);
+  if (sync_fd >= 0) {
+    (void)fsync(sync_fd);
+    close(sync_fd);
+  }
+  return absl::OkStatus();
+}
 Metadata::~Metadata() { sqlite3_close(db_); }
 
 absl::Status Metadata::Migrate() {
@@ -202,6 +338,9 @@ absl::Status Metadata::Migrate() {
                                    nullptr, nullptr, nullptr) != SQLITE_OK) {
     return SqliteError(db_, "migrate schema 1 -> 2");
   }
+  // A current store is left as it is: start-up must not need to write (a full disk would
+  // otherwise keep the plugin from starting, and with it every delete that frees space).
+  if (current == kSchemaVersion) return absl::OkStatus();
   if (sqlite3_exec(db_, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK)
     return SqliteError(db_, "create schema");
   std::string set_version = absl::StrCat("PRAGMA user_version=", kSchemaVersion);

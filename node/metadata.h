@@ -85,9 +85,27 @@ struct PublicationRecord {
 
 class Metadata {
  public:
-  // Opens (creating if needed) the store at `path`.
-  static absl::StatusOr<std::unique_ptr<Metadata>> Open(const std::string& path);
+  // Opens (creating if needed) the store at `path`. Beside it, `<path>.reserve` holds
+  // `reserve_bytes` of disk space that deletes release when the disk is full (0 = no reserve).
+  static absl::StatusOr<std::unique_ptr<Metadata>> Open(const std::string& path,
+                                                        int64_t reserve_bytes = 8 << 20);
   ~Metadata();
+
+  // True when the store has never made anything: no driver id was ever handed out. A store
+  // whose database is new while its disk holds content has lost its database.
+  absl::StatusOr<bool> LooksNew();
+  // Raises the driver id sequence so that NewDriverId() never returns `id` or anything below
+  // it (ids found on disk that the database does not know, e.g. after restoring a backup).
+  absl::Status ReserveDriverIdsThrough(const std::string& id);
+
+  // Deletes free space, so they must work on a full disk: call before a delete's first write.
+  // Releases the reserve file when the filesystem is nearly full, leaving room for SQLite.
+  void MakeRoomForDelete();
+  // Re-creates the reserve once there is room again (after deletes freed space). Cheap.
+  void RestoreReserve();
+  // Copies the database to `destination` (which must not exist) with SQLite's online backup:
+  // a consistent copy while the plugin keeps serving.
+  absl::Status Backup(const std::string& destination);
 
   // Runs `body` in one IMMEDIATE transaction; commits when it returns OK, rolls back otherwise.
   // Calls made inside `body` join the transaction. Not reentrant across threads.
@@ -128,11 +146,14 @@ class Metadata {
   absl::Status DeletePublication(const std::string& volume_id, const std::string& target_path);
 
  private:
-  explicit Metadata(sqlite3* db);
+  Metadata(sqlite3* db, std::string path, int64_t reserve_bytes);
   absl::Status Migrate();
 
   std::recursive_mutex mutex_;  // recursive: calls inside InTransaction re-enter
   sqlite3* db_;
+  std::string path_;
+  int64_t reserve_bytes_;
+  std::mutex reserve_mutex_;
 };
 
 }  // namespace strata::node

@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/errno_status.h"
 #include "common/log.h"
 #include "common/size.h"
 #include "common/status_macros.h"
@@ -136,7 +137,17 @@ absl::Status Run() {
   // update) on the same root would corrupt it.
   std::string lock_path = root + "/strata.lock";
   int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+  if (lock_fd < 0) {
+    // Say why: a read-only or full root is not "another plugin".
+    if (errno == EROFS) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the store ", root, " is on a read-only filesystem (cannot open ",
+                       lock_path, " for writing); remount it read-write or choose another --root"));
+    }
+    return ErrnoStatus(errno, "open the store's lock file", lock_path);
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return ErrnoStatus(errno, "lock", lock_path);
     return absl::FailedPreconditionError(absl::StrCat("another strata-csi owns ", root, " (",
                                                       lock_path, " is locked); stop it first"));
   }
@@ -194,8 +205,9 @@ absl::Status Run() {
   // Views a killed `stratactl save` or `diff` left mounted would pin layers: clear them first.
   node::Exporter exporter(metadata.get(), &layers, driver.get(), mounter.get(), root + "/export");
   RETURN_IF_ERROR(exporter.Recover());
-  csi::AdminService admin(&layers, &volumes, metadata.get(), &locks, &exporter);
-  // Serve before recovering so that Probe can say "not ready" rather than nothing at all.
+  csi::AdminService admin(&layers, &volumes, metadata.get(), &locks, &exporter, &context.gate);
+  // Serve before recovering so that Probe can say "not ready" rather than nothing at all; every
+  // call but Identity's answers UNAVAILABLE until recovery is done (csi/call_gate.h).
   ASSIGN_OR_RETURN(
       std::unique_ptr<csi::Server> server,
       csi::Server::Start(absl::GetFlag(FLAGS_endpoint), {&identity, &controller, &node_service},
@@ -205,7 +217,7 @@ absl::Status Run() {
     server->Shutdown(std::chrono::milliseconds(0));
     return recovered;
   }
-  context.ready = true;
+  context.gate.SetReady(true);
   LogInfo("ready");
 
   sigset_t signals;
@@ -216,12 +228,11 @@ absl::Status Run() {
   sigwait(&signals, &received);
   LogInfo("shutting down: no new calls, waiting for calls in flight",
           {{"signal", strsignal(received)}});
-  context.ready = false;
   // gRPC's own Shutdown(deadline) also waits for idle client connections (kubelet keeps one
-  // open), so drain our calls ourselves and then close at once.
-  if (!context.Drain(std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)))) {
+  // open), so drain our calls (CSI and admin) ourselves and then close at once.
+  if (!context.gate.Drain(std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)))) {
     LogWarning("calls still in flight at the end of the grace period; cancelling them",
-               {{"in_flight", std::to_string(context.in_flight.load())}});
+               {{"in_flight", std::to_string(context.gate.in_flight())}});
   }
   server->Shutdown(std::chrono::milliseconds(0));
   LogInfo("stopped");
