@@ -95,15 +95,17 @@ inline std::string ReadAt(const std::string& path, int64_t offset, size_t length
 
 // Every check the issue asks of a sparse file after a copy, an export or an import: the
 // apparent size, the written data at its offsets, zeros just around it, and the allocation
-// (what du shows) within the written bytes plus one filesystem block of slack per extent (and
-// 64 KiB on top for filesystems with larger allocation units).
+// (what du shows) within the written bytes plus `slack_per_extent` (default: a block each side)
+// and 64 KiB on top for filesystems with larger allocation units.
 inline void ExpectSparseCopy(const std::string& path, int64_t size,
-                             const std::vector<Written>& writes) {
+                             const std::vector<Written>& writes,
+                             int64_t slack_per_extent = 2 * 4096) {
   SCOPED_TRACE(path);
   struct stat st = Stat(path);
   EXPECT_EQ(st.st_size, size);
-  EXPECT_LE(static_cast<int64_t>(st.st_blocks) * 512,
-            WrittenBytes(writes) + static_cast<int64_t>(writes.size()) * 2 * 4096 + 64 * 1024)
+  EXPECT_LE(
+      static_cast<int64_t>(st.st_blocks) * 512,
+      WrittenBytes(writes) + static_cast<int64_t>(writes.size()) * slack_per_extent + 64 * 1024)
       << "holes were filled";
   for (const Written& w : writes) {
     EXPECT_TRUE(ReadAt(path, w.offset, w.data.size()) == w.data) << "data at " << w.offset;

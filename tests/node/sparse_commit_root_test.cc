@@ -55,10 +55,10 @@ class SparseCommitRootTest : public testing::StoreFixture,
     real_mounter_ = sys::NewLinuxMounter();
     layers_ = std::make_unique<LayerStore>(metadata_.get(), driver_.get(), real_mounter_.get(),
                                            root_ + "/tmp");
-    // Depth 2: the third commit is flattened (on drivers that layer at all).
+    // Depth 1: a commit on top of a committed layer is flattened (on drivers that layer at all).
     volumes_ = std::make_unique<VolumeManager>(
         metadata_.get(), layers_.get(), driver_.get(), real_mounter_.get(), nullptr,
-        VolumeManagerOptions{root_, root_ + "/volumes", root_ + "/tmp", 2});
+        VolumeManagerOptions{root_, root_ + "/volumes", root_ + "/tmp", 1});
     exporter_ = std::make_unique<Exporter>(metadata_.get(), layers_.get(), driver_.get(),
                                            real_mounter_.get(), root_ + "/export");
   }
@@ -97,10 +97,15 @@ class SparseCommitRootTest : public testing::StoreFixture,
     std::string restored = Create("restored-" + snapshot_id, snapshot_id);
     const std::string at = pods_ + "/restored";
     ASSERT_TRUE(volumes_->Stage(restored, at).ok());
-    sparsetest::ExpectSparseCopy(at + "/big", 64 * kGiB, writes);
+    sparsetest::ExpectSparseCopy(at + "/big", 64 * kGiB, writes, Slack());
     ASSERT_TRUE(volumes_->Unstage(restored, at).ok());
     ASSERT_TRUE(volumes_->Delete(restored).ok());
   }
+
+  // Overlayfs' own copy-up (a pod writing to a file of a lower layer) keeps holes in 1 MiB
+  // chunks (OVL_COPY_UP_CHUNK_SIZE): an extent may grow to the chunks it touches. Others: a
+  // block each side.
+  int64_t Slack() const { return GetParam() == "overlay" ? 2 << 20 : 2 * 4096; }
 
   std::unique_ptr<sys::Mounter> real_mounter_;
   std::unique_ptr<Exporter> exporter_;
@@ -124,24 +129,26 @@ TEST_P(SparseCommitRootTest, SixtyFourGiBFileKeepsItsHolesThroughSnapshotsFlatte
   EXPECT_LT(snap1->size_bytes, sparsetest::WrittenBytes(writes) + (1 << 20));
   ExpectRestored(snap1->id, writes);
 
-  // Two more commits, each writing one more extent: the third passes --flatten-depth 2.
-  for (int i = 2; i <= 3; ++i) {
+  // Three more commits, each writing one more extent: the second mounted, the third unmounted
+  // (the rebase path: the volume now stands on it), the fourth passes --flatten-depth 1.
+  for (int i = 2; i <= 4; ++i) {
     Written more{(static_cast<int64_t>(i) * 10 + 10) * kGiB, sparsetest::Pattern(1 << 20, 10 + i)};
+    if (i == 4) ASSERT_TRUE(volumes_->Stage(id, mnt).ok());
     int fd = open((mnt + "/big").c_str(), O_WRONLY | O_CLOEXEC);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(pwrite(fd, more.data.data(), more.data.size(), more.offset),
               static_cast<ssize_t>(more.data.size()));
     close(fd);
     writes.push_back(more);
-    if (i == 3) ASSERT_TRUE(volumes_->Unstage(id, mnt).ok());  // and the rebase path
+    if (i >= 3) ASSERT_TRUE(volumes_->Unstage(id, mnt).ok());  // the rebase path
     auto snap = volumes_->CreateSnapshot(id, "sparse-" + std::to_string(i));
     ASSERT_TRUE(snap.ok()) << snap.status();
     ExpectRestored(snap->id, writes);
-    if (i == 3) {
+    if (i == 4) {
       auto layer = metadata_->GetLayer(snap->chain_id);
       ASSERT_TRUE(layer.ok() && layer->has_value());
       if (!driver_->limits().layers_are_full_trees) {
-        EXPECT_EQ((*layer)->depth, 1) << "flattened";
+        EXPECT_EQ((*layer)->depth, 1) << "flattened (it stands on a committed layer)";
       }
 
       // Saved: a docker-save archive of about the written bytes; GNU tar gives the file back.
@@ -166,7 +173,7 @@ TEST_P(SparseCommitRootTest, SixtyFourGiBFileKeepsItsHolesThroughSnapshotsFlatte
                                                 layer_tar.get<std::string>() + " -C " + rootfs)
                         .ok());
       }
-      sparsetest::ExpectSparseCopy(rootfs + "/big", 64 * kGiB, writes);
+      sparsetest::ExpectSparseCopy(rootfs + "/big", 64 * kGiB, writes, Slack());
     }
   }
 }
