@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/errno_status.h"
+#include "common/sparse_file.h"
 #include "common/status_macros.h"
 
 namespace strata::drivers {
@@ -104,38 +105,6 @@ absl::Status CopyXattrs(List list, Get get, Set set, const std::string& where) {
     }
   }
   return absl::OkStatus();
-}
-
-absl::Status CopyData(int in, int out, const std::string& where) {
-  bool use_copy_file_range = true;
-  std::vector<char> buffer;
-  for (;;) {
-    if (use_copy_file_range) {
-      ssize_t n = copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0);
-      if (n == 0) return absl::OkStatus();
-      if (n > 0) continue;
-      if (errno == EINTR) continue;
-      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-        return ErrnoStatus(errno, "copy_file_range", where);
-      }
-      use_copy_file_range = false;
-      buffer.resize(1 << 20);
-    }
-    ssize_t n = read(in, buffer.data(), buffer.size());
-    if (n == 0) return absl::OkStatus();
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read", where);
-    }
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = write(out, buffer.data() + done, n - done);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoStatus(errno, "write", where);
-      }
-      done += w;
-    }
-  }
 }
 
 class Copier {
@@ -228,7 +197,8 @@ class Copier {
       Fd destination(openat(destination_dir, name.c_str(),
                             O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (destination.get() < 0) return ErrnoStatus(errno, "create copy of", where);
-      RETURN_IF_ERROR(CopyData(source.get(), destination.get(), where));
+      absl::StatusOr<CopyFileStats> copied = CopyFileData(source.get(), destination.get(), where);
+      if (!copied.ok()) return copied.status();
       RETURN_IF_ERROR(CopyMetadataFd(source.get(), destination.get(), now, where));
     } else {
       if (S_ISLNK(st.st_mode)) {

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/sparse_file.h"
 #include "common/status_macros.h"
 #include "node/images/digest.h"
 #include "node/images/safe_fs.h"
@@ -28,6 +29,11 @@ namespace {
 using tree_internal::FsEntry;
 
 constexpr size_t kCopyBuffer = 1 << 20;
+// A sparse entry's map holds at most this many extents (a few hundred KiB of text); a file more
+// fragmented than that has its smallest holes written as zeros.
+constexpr size_t kMaxSparseExtents = 16384;
+// archive_write_data takes at most INT_MAX bytes a call.
+constexpr int64_t kMaxWriteCall = 1 << 30;
 constexpr char kWhiteoutPrefix[] = ".wh.";
 constexpr char kOpaqueMarker[] = ".wh..wh..opq";
 constexpr char kOverlayXattrPrefix[] = "trusted.overlay.";
@@ -70,6 +76,8 @@ class TarWriter {
   absl::Status ArchiveError(const std::string& what);
   absl::Status AddMarker(const std::string& name);
   absl::Status WriteHeader(archive_entry* entry, const std::string& rel);
+  absl::Status WriteHole(int64_t length, const std::string& rel);
+  absl::Status WriteExtent(int fd, const DataExtent& extent, const std::string& rel);
 
   const bool drop_overlay_xattrs_;
   archive* archive_ = nullptr;
@@ -224,25 +232,79 @@ absl::Status TarWriter::Add(int root_fd, const FsEntry& entry) {
   }
   archive_entry_set_filetype(e.get(), AE_IFREG);
   archive_entry_set_size(e.get(), entry.size);
-  RETURN_IF_ERROR(WriteHeader(e.get(), rel));
-  int64_t left = entry.size;
-  off_t offset = 0;
-  while (left > 0) {
-    ssize_t n = pread(file->get(), buffer_.data(),
-                      static_cast<size_t>(std::min<int64_t>(left, buffer_.size())), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read", rel);
+  ASSIGN_OR_RETURN(std::vector<DataExtent> extents, DataExtents(file->get(), entry.size, rel));
+  const bool sparse = entry.size > 0 && !(extents.size() == 1 && extents[0].offset == 0 &&
+                                          extents[0].length == entry.size);
+  if (sparse) {
+    // GNU sparse 1.0 (PAX): a map of the data extents, then only their bytes. The size must be
+    // set before the map (libarchive drops extents past it).
+    CoalesceExtents(&extents, kMaxSparseExtents);
+    for (const DataExtent& extent : extents) {
+      archive_entry_sparse_add_entry(e.get(), extent.offset, extent.length);
     }
-    if (n == 0) break;  // shrank while being read: libarchive pads the entry with zeros
+    // A trailing hole is marked by an empty extent at the end, as GNU tar writes it.
+    if (extents.empty() || extents.back().offset + extents.back().length < entry.size) {
+      archive_entry_sparse_add_entry(e.get(), entry.size, 0);
+    }
+  } else {
+    extents.assign(1, DataExtent{0, entry.size});
+  }
+  RETURN_IF_ERROR(WriteHeader(e.get(), rel));
+  // The writer takes the file's whole content, holes included, and skips the holes' bytes
+  // without reading them; each call stays within one hole or one extent (libarchive's sparse
+  // bookkeeping is only sound then).
+  int64_t position = 0;
+  for (const DataExtent& extent : extents) {
+    if (extent.offset > position) {
+      RETURN_IF_ERROR(WriteHole(extent.offset - position, rel));
+      position = extent.offset;
+    }
+    RETURN_IF_ERROR(WriteExtent(file->get(), extent, rel));
+    position = extent.offset + extent.length;
+  }
+  if (position < entry.size) RETURN_IF_ERROR(WriteHole(entry.size - position, rel));
+  if (archive_write_finish_entry(archive_) < ARCHIVE_WARN) {
+    return ArchiveError(absl::StrCat("finish ", rel));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TarWriter::WriteHole(int64_t length, const std::string& rel) {
+  while (length > 0) {
+    // Never read by libarchive (a hole's bytes are skipped), so any pointer will do.
+    const size_t chunk = static_cast<size_t>(std::min<int64_t>(length, kMaxWriteCall));
+    la_ssize_t n = archive_write_data(archive_, buffer_.data(), chunk);
+    if (n <= 0) return ArchiveError(absl::StrCat("write hole of ", rel));
+    length -= n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TarWriter::WriteExtent(int fd, const DataExtent& extent, const std::string& rel) {
+  int64_t left = extent.length;
+  off_t offset = extent.offset;
+  bool at_end = false;
+  while (left > 0) {
+    const size_t want = static_cast<size_t>(std::min<int64_t>(left, buffer_.size()));
+    ssize_t n = 0;
+    if (!at_end) {
+      n = pread(fd, buffer_.data(), want, offset);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus(errno, "read", rel);
+      }
+    }
+    if (n == 0) {
+      // Shrank while being read: the rest of the entry is zeros.
+      at_end = true;
+      std::fill(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(want), 0);
+      n = static_cast<ssize_t>(want);
+    }
     if (archive_write_data(archive_, buffer_.data(), static_cast<size_t>(n)) != n) {
       return ArchiveError(absl::StrCat("write data of ", rel));
     }
     left -= n;
     offset += n;
-  }
-  if (archive_write_finish_entry(archive_) < ARCHIVE_WARN) {
-    return ArchiveError(absl::StrCat("finish ", rel));
   }
   return absl::OkStatus();
 }
