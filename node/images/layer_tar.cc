@@ -124,7 +124,7 @@ std::string EntryPrefix(const std::string& name) {
 }
 
 absl::Status Hostile(const std::string& name, const std::string& why) {
-  return absl::InvalidArgumentError(EntryPrefix(name) + why);
+  return absl::InvalidArgumentError(EntryPrefix(name) + Echo(why, kMaxErrorBytes / 2));
 }
 
 // Names the entry once: statuses made by Hostile already do.
@@ -593,6 +593,7 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
   archive_read_support_format_tar(tar.get());
   archive_read_support_format_empty(tar.get());
   if (archive_read_open(tar.get(), &stream, nullptr, ReadCallback, nullptr) != ARCHIVE_OK) {
+    if (stream.over_limit) return too_big("its uncompressed tar stream is");
     return absl::DataLossError(
         absl::StrCat(shown, ": not a tar: ", archive_error_string(tar.get())));
   }
