@@ -174,7 +174,9 @@ TEST_F(ArchiveBoundsTest, DecompressionBombStopsAtTheLayerBound) {
   EXPECT_NE(message.find("16 MiB"), std::string::npos) << message;
   EXPECT_EQ(message.find(tmp_.path()), std::string::npos) << message;
   struct stat st;
-  if (stat((target + "/zeros").c_str(), &st) == 0) EXPECT_LE(st.st_size, 17 << 20);
+  if (stat((target + "/zeros").c_str(), &st) == 0) {
+    EXPECT_LE(st.st_size, 17 << 20);
+  }
   // Under the bound the same layer extracts.
   options.max_bytes = 128 << 20;
   std::filesystem::remove_all(target);
@@ -234,7 +236,9 @@ TEST_F(ArchiveBoundsTest, EntryFloodIsRefused) {
 
 // Case 8, archive level: an archive tar's unpacked size is bounded by --max-import-bytes.
 TEST_F(ArchiveBoundsTest, ArchiveTarIsBoundedByTheImportBound) {
-  auto files = DockerSaveFiles({SaveImage{{BuildTar({File("a", std::string(1 << 20, 'a'))})}}});
+  SaveImage image;
+  image.layer_blobs = {BuildTar({File("a", std::string(1 << 20, 'a'))})};
+  auto files = DockerSaveFiles({image});
   WriteFile(tmp_.Sub("app.tar"), TarOfFiles(files));
   ImportLimits limits;
   limits.max_import_bytes = 512 << 10;
@@ -261,7 +265,7 @@ TEST_F(ArchiveBoundsTest, OverlayUserXattrsAreDropped) {
   auto result = ExtractLayer(tmp_.Sub("x.tar"), target, WhiteoutStyle::kOverlay, "");
   ASSERT_TRUE(result.ok()) << result.status();
   char value[64];
-  for (const std::string path : {target + "/d", target + "/d/f"}) {
+  for (const std::string& path : {target + "/d", target + "/d/f"}) {
     EXPECT_LT(lgetxattr(path.c_str(), "user.overlay.redirect", value, sizeof(value)), 0) << path;
     EXPECT_LT(lgetxattr(path.c_str(), "user.overlay.opaque", value, sizeof(value)), 0) << path;
     EXPECT_LT(lgetxattr(path.c_str(), "user.overlay.metacopy", value, sizeof(value)), 0) << path;
