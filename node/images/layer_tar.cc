@@ -92,6 +92,9 @@ class Extractor {
 
   absl::Status Entry(archive* tar, archive_entry* entry);
   absl::Status Finish();
+  // Overlay-private xattrs dropped so far, and the first (entry and name), for one log line.
+  int64_t dropped_xattrs() const { return dropped_xattrs_; }
+  const std::string& first_dropped() const { return first_dropped_; }
 
  private:
   absl::Status Whiteout(const std::vector<std::string>& parts, const std::string& name);
@@ -117,6 +120,8 @@ class Extractor {
   std::set<std::string> written_;         // paths this layer wrote, with their ancestors
   std::vector<std::string> opaque_dirs_;  // kApply: directories to prune at the end
   std::vector<DeferredDir> dirs_;
+  int64_t dropped_xattrs_ = 0;
+  std::string first_dropped_;
 };
 
 std::string EntryPrefix(const std::string& name) {
@@ -223,8 +228,7 @@ absl::Status Extractor::ApplyXattrs(int fd, const std::string& rel, archive_entr
     if (IsOverlayXattr(key)) {
       // Only the whiteout translation may write what overlayfs interprets (redirect, origin,
       // metacopy, opaque...); from a tar it could splice another layer's content in.
-      LogWarning("dropped an overlay-private xattr from an image layer",
-                 {{"entry", Echo(name)}, {"xattr", Echo(key)}});
+      if (dropped_xattrs_++ == 0) first_dropped_ = absl::StrCat(Echo(name), " ", Echo(key));
       continue;
     }
     int rc =
@@ -641,6 +645,12 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
     }
   }
   RETURN_IF_ERROR(extractor.Finish());
+  if (extractor.dropped_xattrs() > 0) {
+    LogWarning("dropped overlay-private xattrs from an image layer",
+               {{"layer", shown},
+                {"count", std::to_string(extractor.dropped_xattrs())},
+                {"first", extractor.first_dropped()}});
+  }
   result.diff_id = stream.hash.finish();
   result.uncompressed_bytes = stream.bytes;
   return result;
