@@ -14,6 +14,7 @@
 
 #include "gtest/gtest.h"
 #include "node/images/image_archive.h"
+#include "node/images/image_writer.h"
 #include "node/images/layer_tar.h"
 #include "node/images/limits.h"
 #include "tests/images/archive_builder.h"
@@ -322,6 +323,24 @@ TEST_F(ArchiveBoundsTest, SymlinkLoopIsInvalidArgument) {
   EXPECT_NE(archive.status().message().find(a), std::string::npos);
   auto missing = ImageArchive::Open(tmp_.Sub("nope.tar"), scratch());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+}
+
+// Case 3, Save: a config an older version stored a million deep is refused, not serialized.
+TEST_F(ArchiveBoundsTest, SaveRefusesAStoredConfigNestedTooDeep) {
+  const std::string layer = BuildTar({File("a", "a")});
+  WriteFile(tmp_.Sub("layer.tar"), layer);
+  ImageToWrite image;
+  image.references = {"example.com/app:1"};
+  image.layers.push_back({tmp_.Sub("layer.tar"), Sha256SumData(layer), 0, ""});
+  image.base_config_json = "{\"x\":" + NestedArrays(1000000) + "}";
+  absl::Status status = WriteImage(image, tmp_.Sub("out.tar"), ImageFormat::kDockerSave);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(status.message().find("nested deeper"), std::string::npos) << status;
+  EXPECT_FALSE(std::filesystem::exists(tmp_.Sub("out.tar")));
+  // Deep but within the ceiling still saves.
+  image.base_config_json = "{\"x\":" + NestedArrays(500) + "}";
+  status = WriteImage(image, tmp_.Sub("out.tar"), ImageFormat::kDockerSave);
+  EXPECT_TRUE(status.ok()) << status;
 }
 
 }  // namespace
