@@ -77,7 +77,11 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, const std::string& rel, int flag
       return absl::InvalidArgumentError(absl::StrCat("path escapes its root: ", Echo(rel)));
     }
     if (err == ELOOP) {
-      return absl::InvalidArgumentError(absl::StrCat("path goes through a symlink: ", Echo(rel)));
+      // With symlinks allowed, ELOOP is a loop (or a chain too long to follow).
+      return absl::InvalidArgumentError(
+          (resolve & RESOLVE_NO_SYMLINKS) != 0
+              ? absl::StrCat("path goes through a symlink: ", Echo(rel))
+              : absl::StrCat("path is a symlink loop: ", Echo(rel)));
     }
     return ErrnoStatus(err, "openat2", Echo(rel));
   }

@@ -321,6 +321,14 @@ TEST_F(ArchiveBoundsTest, SymlinkLoopIsInvalidArgument) {
   EXPECT_EQ(archive.status().code(), absl::StatusCode::kInvalidArgument) << archive.status();
   EXPECT_NE(archive.status().message().find("symlink loop"), std::string::npos);
   EXPECT_NE(archive.status().message().find(a), std::string::npos);
+  // A loop inside an image folder.
+  const std::string dir = FolderWithConfig("");
+  ASSERT_EQ(unlink((dir + "/manifest.json").c_str()), 0);
+  ASSERT_EQ(symlink("loop", (dir + "/manifest.json").c_str()), 0);
+  ASSERT_EQ(symlink("manifest.json", (dir + "/loop").c_str()), 0);
+  auto inside = ImageArchive::Open(dir, scratch());
+  EXPECT_EQ(inside.status().code(), absl::StatusCode::kInvalidArgument) << inside.status();
+  EXPECT_NE(inside.status().message().find("symlink loop"), std::string::npos) << inside.status();
   auto missing = ImageArchive::Open(tmp_.Sub("nope.tar"), scratch());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
 }
