@@ -123,15 +123,15 @@ absl::StatusOr<ImportResult> LayerStore::DoImport(const std::string& path,
     for (size_t i = 0; i < plan.image->layers.size(); ++i) {
       const images::LayerBlob& blob = plan.image->layers[i];
       images::ExtractOptions options;
-      options.display_name = blob.name.empty() ? "a layer" : images::Echo(blob.name);
+      options.display_name = "layer " + images::Echo(blob.name);
       options.max_entries = limits_.max_layer_entries;
       options.max_bytes = limits_.max_layer_bytes;
       const int64_t import_left = limits_.max_import_bytes - import_bytes;
       if (import_left < options.max_bytes) {
         options.max_bytes = import_left;
         options.max_bytes_flag =
-            absl::StrCat("--max-import-bytes ", images::SizeText(limits_.max_import_bytes),
-                         " for all layers together");
+            absl::StrCat("what --max-import-bytes ", images::SizeText(limits_.max_import_bytes),
+                         " leaves for this layer");
       }
       int64_t bytes = 0;
       int64_t consumed = 0;

@@ -571,7 +571,7 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
   RawStream stream;
   stream.max_bytes = options.max_bytes;
   auto too_big = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(shown, ": ", what, " more than the limit of ",
+    return absl::InvalidArgumentError(absl::StrCat(shown, ": ", what, " past the limit of ",
                                                    SizeText(options.max_bytes), " (",
                                                    options.max_bytes_flag, ")"));
   };
@@ -597,7 +597,7 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
   archive_read_support_format_tar(tar.get());
   archive_read_support_format_empty(tar.get());
   if (archive_read_open(tar.get(), &stream, nullptr, ReadCallback, nullptr) != ARCHIVE_OK) {
-    if (stream.over_limit) return too_big("its uncompressed tar stream is");
+    if (stream.over_limit) return too_big("its uncompressed tar stream goes");
     return absl::DataLossError(
         absl::StrCat(shown, ": not a tar: ", archive_error_string(tar.get())));
   }
@@ -609,7 +609,7 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
     rc = archive_read_next_header(tar.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc < ARCHIVE_WARN) {
-      if (stream.over_limit) return too_big("its uncompressed tar stream is");
+      if (stream.over_limit) return too_big("its uncompressed tar stream goes");
       return absl::DataLossError(
           absl::StrCat(shown, ": corrupt tar: ", archive_error_string(tar.get())));
     }
@@ -623,14 +623,14 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
       const int64_t size = archive_entry_size(entry);
       if (size < 0 || size > options.max_bytes - result.apparent_bytes) {
         const char* name = archive_entry_pathname(entry);
-        return too_big(
-            absl::StrCat(EntryPrefix(name != nullptr ? name : ""), size, " bytes make its files"));
+        return too_big(absl::StrCat(EntryPrefix(name != nullptr ? name : ""), size,
+                                    " bytes (sparse or not) take its files"));
       }
       result.apparent_bytes += size;
     }
     absl::Status status = extractor.Entry(tar.get(), entry);
     if (!status.ok()) {
-      if (stream.over_limit) return too_big("its uncompressed tar stream is");
+      if (stream.over_limit) return too_big("its uncompressed tar stream goes");
       return absl::Status(status.code(), absl::StrCat(shown, ": ", status.message()));
     }
   }
@@ -640,7 +640,7 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
     la_ssize_t n = ReadCallback(tar.get(), &stream, &ignored);
     if (n == 0) break;
     if (n < 0) {
-      if (stream.over_limit) return too_big("its uncompressed tar stream is");
+      if (stream.over_limit) return too_big("its uncompressed tar stream goes");
       return absl::DataLossError(absl::StrCat(shown, ": cannot read: ", stream.error));
     }
   }
@@ -666,9 +666,10 @@ absl::StatusOr<ExtractResult> ExtractLayer(const std::string& blob_path,
   ASSIGN_OR_RETURN(ExtractResult result,
                    RunExtraction(blob_path, target_dir, Mode::kLayer, style, options));
   if (!expected_diff_id.empty() && result.diff_id != expected_diff_id) {
-    const std::string shown = options.display_name.empty() ? blob_path : options.display_name;
-    return absl::DataLossError(absl::StrCat("layer ", shown, ": DiffID is ", result.diff_id,
-                                            ", expected ", expected_diff_id));
+    const std::string shown =
+        options.display_name.empty() ? "layer " + blob_path : options.display_name;
+    return absl::DataLossError(
+        absl::StrCat(shown, ": DiffID is ", result.diff_id, ", expected ", expected_diff_id));
   }
   return result;
 }

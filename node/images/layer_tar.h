@@ -27,7 +27,7 @@ struct ExtractResult {
 
 // Bounds and naming for one extraction.
 struct ExtractOptions {
-  // How errors name the blob (e.g. its path inside the user's archive); "" = the blob's path.
+  // How errors name the blob (e.g. "layer " + its path inside the user's archive); "" = its path.
   std::string display_name;
   // Refused (InvalidArgument) when the uncompressed stream, or the sum of the regular files'
   // apparent sizes, exceeds this; `max_bytes_flag` names the bound in the message.

@@ -285,7 +285,7 @@ TEST_F(ImportStoreTest, LayerAndImportBoundsAreEnforcedAndRolledBack) {
   limits.max_layer_entries = 1;
   Reopen(limits);
   const std::string two_entries = BuildTar({File("p", "p"), File("q", "q")});
-  const std::string entries = Archive("entries.tar", {Img({two_entries}, {"e:1"})});
+  const std::string entries = Archive("entries", {Img({two_entries}, {"e:1"})}, /*as_tar=*/false);
   ExpectRefused(layers_->Import(entries, ""), absl::StatusCode::kInvalidArgument, entries, before,
                 "--max-layer-entries");
 
