@@ -28,6 +28,39 @@ using node::LayerRecord;
 using node::VolumeRecord;
 using Json = nlohmann::ordered_json;
 
+// Most an image config may take in Inspect's reply, rendered (an upper estimate of dump(2)).
+constexpr int64_t kMaxInspectConfigBytes = int64_t{8} << 20;
+
+// Sets doc["config"] to the image config, parsed, when that is safe to render. Configs stored by
+// older versions were not bounded at import: one nested a million deep crashed the (recursive)
+// serializer, one 20,000 deep rendered to ~800 MB. Such a config, or one that is not JSON, is
+// described instead (config_error, config_bytes, and its first bytes as config_head).
+void AddConfig(const std::string& text, const images::ImportLimits& limits, Json* doc) {
+  std::string problem;
+  images::JsonShape shape = images::ScanJson(text, limits.max_json_depth);
+  if (static_cast<int64_t>(text.size()) > limits.max_json_bytes) {
+    problem = absl::StrCat("stored config has ", text.size(), " bytes, more than the limit of ",
+                           images::SizeText(limits.max_json_bytes), " (--max-json-bytes)");
+  } else if (shape.depth_exceeded) {
+    problem = absl::StrCat("stored config is nested deeper than the limit of ",
+                           limits.max_json_depth, " (--max-json-depth)");
+  } else if (shape.pretty_bytes > kMaxInspectConfigBytes) {
+    problem = absl::StrCat("stored config would render to more than ",
+                           images::SizeText(kMaxInspectConfigBytes));
+  } else {
+    Json config = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!config.is_discarded()) {
+      (*doc)["config"] = std::move(config);
+      return;
+    }
+    problem = "stored config is not valid JSON";
+  }
+  (*doc)["config"] = nullptr;
+  (*doc)["config_error"] = problem + "; not shown";
+  (*doc)["config_bytes"] = text.size();
+  (*doc)["config_head"] = images::Echo(text);
+}
+
 // Shortest layer-id prefix Inspect accepts: 12 hex digits, as `stratactl layers` prints them.
 constexpr size_t kMinPrefixHex = 12;
 constexpr char kDigestPrefix[] = "sha256:";
@@ -446,9 +479,8 @@ absl::Status AdminService::DoInspect(const std::string& id, std::string* out) {
       if (!image.chain_id.empty() && view.ChainContains(volume.chain_id, image.chain_id))
         volumes.push_back(volume.id);
     doc["volumes_on_chain"] = std::move(volumes);
-    Json config = Json::parse(image.config_json, nullptr, /*allow_exceptions=*/false);
-    doc["config"] = config.is_discarded() ? Json(image.config_json) : std::move(config);
-    *out = doc.dump(2);
+    AddConfig(image.config_json, layers_->limits(), &doc);
+    *out = doc.dump(2, ' ', false, Json::error_handler_t::replace);
     return absl::OkStatus();
   }
 

@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "node/images/layer_export.h"
+#include "node/images/limits.h"
 #include "node/paths.h"
 
 namespace strata::node {
@@ -53,8 +54,11 @@ int64_t BytesAt(const std::string& path) {
 
 // The `created_by` of an image config's history entries that made a layer, base first.
 std::optional<std::vector<std::string>> LayerHistory(const std::string& config_json) {
-  nlohmann::json config = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object()) return std::nullopt;
+  // Bounded: configs stored before the import bounds existed may be nested a million deep.
+  absl::StatusOr<nlohmann::json> parsed = images::ParseBoundedJson(
+      config_json, images::kMaxStoredJsonBytes, images::kMaxJsonDepthCeiling, "config");
+  if (!parsed.ok() || !parsed->is_object()) return std::nullopt;
+  const nlohmann::json& config = *parsed;
   auto history = config.find("history");
   if (history == config.end() || !history->is_array()) return std::nullopt;
   std::vector<std::string> created_by;

@@ -1,5 +1,6 @@
 #include "node/layer_store.h"
 
+#include <algorithm>
 #include <ctime>
 #include <map>
 #include <set>
@@ -28,7 +29,8 @@ absl::Status ValidateImageName(const std::string& name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '-' || c == '_' || c == '/' || c == ':' || c == '@';
     if (!ok)
-      return absl::InvalidArgumentError(absl::StrCat("image name has a bad character: ", name));
+      return absl::InvalidArgumentError(
+          absl::StrCat("image name has a bad character: ", images::Echo(name)));
   }
   return absl::OkStatus();
 }
@@ -36,15 +38,23 @@ absl::Status ValidateImageName(const std::string& name) {
 }  // namespace
 
 LayerStore::LayerStore(Metadata* metadata, drivers::Driver* driver, sys::Mounter* mounter,
-                       std::string scratch_dir)
+                       std::string scratch_dir, images::ImportLimits limits)
     : metadata_(metadata),
       driver_(driver),
       mounter_(mounter),
-      scratch_dir_(std::move(scratch_dir)) {}
+      scratch_dir_(std::move(scratch_dir)),
+      limits_(limits) {}
 
 absl::StatusOr<ImportResult> LayerStore::Import(const std::string& path, const std::string& name) {
+  absl::StatusOr<ImportResult> result = DoImport(path, name);
+  if (!result.ok()) return images::BoundMessage(result.status());
+  return result;
+}
+
+absl::StatusOr<ImportResult> LayerStore::DoImport(const std::string& path,
+                                                  const std::string& name) {
   if (!name.empty()) RETURN_IF_ERROR(ValidateImageName(name));
-  std::lock_guard<std::mutex> lock(import_mutex_);
+  const std::string shown = absl::StrCat("image archive ", images::Echo(path));
   RETURN_IF_ERROR(MakeDirs(scratch_dir_, 0700));
   std::string scratch = absl::StrCat(scratch_dir_, "/import-", RandomHex(8));
   RETURN_IF_ERROR(MakeDirs(scratch, 0700));
@@ -53,56 +63,148 @@ absl::StatusOr<ImportResult> LayerStore::Import(const std::string& path, const s
     ~ScratchCleanup() { (void)RemoveTree(dir); }
   } cleanup{scratch};
 
-  ImportResult result;
-  {
-    ASSIGN_OR_RETURN(std::unique_ptr<images::ImageArchive> archive,
-                     images::ImageArchive::Open(path, scratch));
-    const auto& found = archive->images();
-    if (found.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no image"));
-    if (!name.empty() && found.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, " holds ", found.size(), " images; import it without a name to keep their own"));
+  // 1. Read and check the whole archive, holding no lock: this takes as long as the archive.
+  ASSIGN_OR_RETURN(std::unique_ptr<images::ImageArchive> archive,
+                   images::ImageArchive::Open(path, scratch, limits_));
+  const auto& found = archive->images();
+  if (found.empty()) return absl::InvalidArgumentError(shown + " holds no image");
+  if (!name.empty() && found.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        shown, " holds ", found.size(), " images; import it without a name to keep their own"));
+  }
+  struct Plan {
+    const images::Image* image;
+    std::vector<std::string> diff_ids;
+    std::vector<std::string> chain_ids;
+    std::vector<std::string> references;
+  };
+  std::vector<Plan> plans;
+  for (size_t i = 0; i < found.size(); ++i) {
+    Plan plan{&found[i], {}, {}, {}};
+    for (const images::LayerBlob& blob : found[i].layers) plan.diff_ids.push_back(blob.diff_id);
+    plan.chain_ids = images::ChainIds(plan.diff_ids);
+    plan.references = name.empty() ? found[i].references : std::vector<std::string>{name};
+    if (plan.references.empty()) plan.references.push_back(found[i].config_digest);
+    for (const std::string& reference : plan.references) {
+      absl::Status valid = ValidateImageName(reference);
+      if (!valid.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(shown, ": image ", i + 1, ": ", valid.message()));
+      }
     }
-    for (const images::Image& image : found) {
-      std::vector<std::string> diff_ids;
-      for (const images::LayerBlob& blob : image.layers) diff_ids.push_back(blob.diff_id);
-      std::vector<std::string> chain_ids = images::ChainIds(diff_ids);
-      std::string parent;
-      for (size_t i = 0; i < image.layers.size(); ++i) {
-        int64_t bytes = 0;
-        ASSIGN_OR_RETURN(bool created, ImportLayer(image.layers[i].path, diff_ids[i], parent,
-                                                   chain_ids[i], static_cast<int>(i) + 1, &bytes));
-        ++result.layers_total;
-        if (created) {
-          ++result.layers_new;
-          result.bytes_new += bytes;
-        }
-        parent = chain_ids[i];
+    plans.push_back(std::move(plan));
+  }
+
+  // 2. Tell gc which layers this import builds on or creates, before looking at any of them.
+  std::vector<std::string> claimed;
+  for (const Plan& plan : plans)
+    claimed.insert(claimed.end(), plan.chain_ids.begin(), plan.chain_ids.end());
+  {
+    std::lock_guard<std::mutex> collect(collect_mutex_);
+    for (const std::string& chain_id : claimed) ++in_flight_[chain_id];
+  }
+  struct Unclaim {
+    LayerStore* store;
+    const std::vector<std::string>& chain_ids;
+    ~Unclaim() {
+      std::lock_guard<std::mutex> collect(store->collect_mutex_);
+      for (const std::string& chain_id : chain_ids)
+        if (--store->in_flight_[chain_id] == 0) store->in_flight_.erase(chain_id);
+    }
+  } unclaim{this, claimed};
+
+  // 3. Write the layers. Any failure removes every layer this import created.
+  std::lock_guard<std::mutex> lock(import_mutex_);
+  ImportResult result;
+  std::vector<NewLayer> created;
+  int64_t import_bytes = 0;
+  for (const Plan& plan : plans) {
+    std::string parent;
+    for (size_t i = 0; i < plan.image->layers.size(); ++i) {
+      const images::LayerBlob& blob = plan.image->layers[i];
+      images::ExtractOptions options;
+      options.display_name = "layer " + images::Echo(blob.name);
+      options.max_entries = limits_.max_layer_entries;
+      options.max_bytes = limits_.max_layer_bytes;
+      const int64_t import_left = limits_.max_import_bytes - import_bytes;
+      if (import_left < options.max_bytes) {
+        options.max_bytes = import_left;
+        options.max_bytes_flag =
+            absl::StrCat("what --max-import-bytes ", images::SizeText(limits_.max_import_bytes),
+                         " leaves for this layer");
       }
-      std::vector<std::string> references =
-          name.empty() ? image.references : std::vector<std::string>{name};
-      if (references.empty()) references.push_back(image.config_digest);
-      for (const std::string& reference : references) {
-        RETURN_IF_ERROR(ValidateImageName(reference));
-        RETURN_IF_ERROR(
-            metadata_->PutImage(ImageRecord{reference, parent, image.config_json, NowUnix()}));
-        result.names.push_back(reference);
+      int64_t bytes = 0;
+      int64_t consumed = 0;
+      NewLayer layer;
+      absl::StatusOr<bool> made =
+          options.max_bytes <= 0
+              ? absl::InvalidArgumentError(absl::StrCat(
+                    options.display_name, ": the layers before it already reach the limit of ",
+                    images::SizeText(limits_.max_import_bytes), " (--max-import-bytes)"))
+              : ImportLayer(blob.path, plan.diff_ids[i], parent, plan.chain_ids[i],
+                            static_cast<int>(i) + 1, options, &bytes, &consumed, &layer);
+      if (!made.ok()) {
+        RollBack(created);
+        return absl::Status(made.status().code(),
+                            absl::StrCat(shown, ": ", made.status().message()));
       }
-      result.chain_id = parent;
-      LogInfo("image imported", {{"path", path},
-                                 {"names", absl::StrJoin(references, ",")},
-                                 {"chain_id", parent},
-                                 {"layers", std::to_string(image.layers.size())}});
+      ++result.layers_total;
+      if (*made) {
+        created.push_back(layer);
+        ++result.layers_new;
+        result.bytes_new += bytes;
+        import_bytes += consumed;
+      }
+      parent = plan.chain_ids[i];
     }
   }
+
+  // 4. Name the images, all or none.
+  CrashPoint("import-before-images");
+  absl::Status named = metadata_->InTransaction([&]() -> absl::Status {
+    for (const Plan& plan : plans) {
+      const std::string top = plan.chain_ids.empty() ? "" : plan.chain_ids.back();
+      for (const std::string& reference : plan.references) {
+        RETURN_IF_ERROR(
+            metadata_->PutImage(ImageRecord{reference, top, plan.image->config_json, NowUnix()}));
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!named.ok()) {
+    RollBack(created);
+    return named;
+  }
+  for (const Plan& plan : plans) {
+    const std::string top = plan.chain_ids.empty() ? "" : plan.chain_ids.back();
+    result.names.insert(result.names.end(), plan.references.begin(), plan.references.end());
+    result.chain_id = top;
+    LogInfo("image imported", {{"path", path},
+                               {"names", absl::StrJoin(plan.references, ",")},
+                               {"chain_id", top},
+                               {"layers", std::to_string(plan.image->layers.size())}});
+  }
   return result;
+}
+
+void LayerStore::RollBack(const std::vector<NewLayer>& created) {
+  for (auto it = created.rbegin(); it != created.rend(); ++it) {
+    absl::Status removed = driver_->Remove(it->driver_id);
+    if (removed.ok()) removed = metadata_->DeleteLayer(it->chain_id);
+    if (!removed.ok()) {
+      // Its record stays: gc (ready) or recovery (creating) removes it later.
+      LogWarning("import: cannot remove a layer of a failed import",
+                 {{"chain_id", it->chain_id}, {"error", removed.ToString()}});
+    }
+  }
 }
 
 absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
                                              const std::string& diff_id,
                                              const std::string& parent_chain_id,
                                              const std::string& chain_id, int depth,
-                                             int64_t* bytes) {
+                                             const images::ExtractOptions& options, int64_t* bytes,
+                                             int64_t* consumed, NewLayer* created) {
   ASSIGN_OR_RETURN(std::optional<LayerRecord> existing, metadata_->GetLayer(chain_id));
   if (existing && existing->state == "ready") return false;
   drivers::Chain parents;
@@ -129,7 +231,13 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
   ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
   absl::Status status = driver_->Prepare(active_id, parents, drivers::PrepareOptions{});
   CrashPoint("import-after-intent");
-  if (status.ok()) status = WriteLayerContent(active_id, parents, blob_path, diff_id);
+  if (status.ok()) {
+    absl::StatusOr<images::ExtractResult> extracted =
+        WriteLayerContent(active_id, parents, blob_path, diff_id, options);
+    status = extracted.status();
+    if (extracted.ok())
+      *consumed = std::max(extracted->uncompressed_bytes, extracted->apparent_bytes);
+  }
   if (status.ok()) {
     status = driver_->Commit(layer.driver_id, active_id, parents, drivers::CommitMode::kConsume);
   }
@@ -141,25 +249,34 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
   }
   CrashPoint("import-after-commit");
   (void)driver_->Remove(active_id);  // kConsume leaves nothing, but a driver may keep a stub
-  ASSIGN_OR_RETURN(drivers::Usage usage, driver_->GetUsage(layer.driver_id));
-  layer.size_bytes = usage.bytes;
-  layer.state = "ready";
-  RETURN_IF_ERROR(metadata_->PutLayer(layer));
-  *bytes = usage.bytes;
+  *created = NewLayer{chain_id, layer.driver_id};
+  absl::StatusOr<drivers::Usage> usage = driver_->GetUsage(layer.driver_id);
+  if (usage.ok()) {
+    layer.size_bytes = usage->bytes;
+    layer.state = "ready";
+    status = metadata_->PutLayer(layer);
+  } else {
+    status = usage.status();
+  }
+  if (!status.ok()) {
+    (void)driver_->Remove(layer.driver_id);
+    (void)metadata_->DeleteLayer(chain_id);
+    return status;
+  }
+  *bytes = usage->bytes;
   LogInfo("layer stored", {{"chain_id", chain_id},
                            {"diff_id", diff_id},
                            {"driver_id", layer.driver_id},
-                           {"bytes", std::to_string(usage.bytes)}});
+                           {"bytes", std::to_string(usage->bytes)}});
   return true;
 }
 
-absl::Status LayerStore::WriteLayerContent(const std::string& active_id,
-                                           const drivers::Chain& parents,
-                                           const std::string& blob_path,
-                                           const std::string& diff_id) {
+absl::StatusOr<images::ExtractResult> LayerStore::WriteLayerContent(
+    const std::string& active_id, const drivers::Chain& parents, const std::string& blob_path,
+    const std::string& diff_id, const images::ExtractOptions& options) {
   absl::StatusOr<drivers::ApplyTarget> target = driver_->DirectWriteTarget(active_id);
   if (target.ok()) {
-    return images::ExtractLayer(blob_path, target->directory, target->whiteouts, diff_id).status();
+    return images::ExtractLayer(blob_path, target->directory, target->whiteouts, diff_id, options);
   }
   if (!absl::IsUnimplemented(target.status())) return target.status();
   // The driver's content is only reachable mounted (devmapper): mount, apply, unmount.
@@ -169,12 +286,12 @@ absl::Status LayerStore::WriteLayerContent(const std::string& active_id,
   std::string mount_point = absl::StrCat(scratch_dir_, "/apply-", active_id);
   RETURN_IF_ERROR(MakeDirs(mount_point, 0700));
   RETURN_IF_ERROR(mounter_->MountAt(mounts[0], mount_point));
-  absl::Status status =
-      images::ExtractLayer(blob_path, mount_point, drivers::WhiteoutStyle::kApply, diff_id)
-          .status();
+  absl::StatusOr<images::ExtractResult> extracted = images::ExtractLayer(
+      blob_path, mount_point, drivers::WhiteoutStyle::kApply, diff_id, options);
   absl::Status unmounted = mounter_->Unmount(mount_point);
   (void)RemoveTree(mount_point);
-  return status.ok() ? unmounted : status;
+  if (extracted.ok() && !unmounted.ok()) return unmounted;
+  return extracted;
 }
 
 absl::StatusOr<ImageRecord> LayerStore::ResolveImage(const std::string& name) {
@@ -213,7 +330,8 @@ absl::StatusOr<GcResult> LayerStore::CollectUnreferencedCommits() {
 }
 
 absl::StatusOr<GcResult> LayerStore::Collect(bool dry_run, bool commits_only) {
-  std::lock_guard<std::mutex> lock(import_mutex_);
+  // Not import_mutex_: an import in flight registers its layers in in_flight_ instead.
+  std::lock_guard<std::mutex> lock(collect_mutex_);
   std::unique_lock<std::shared_mutex> no_pins(pin_mutex_);
   GcResult result;
   std::vector<LayerRecord> removed;
@@ -232,7 +350,8 @@ absl::StatusOr<GcResult> LayerStore::Collect(bool dry_run, bool commits_only) {
     // Deepest first (children are always deeper than their parents), so a chain whose top
     // goes frees its parents in the same pass.
     for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
-      if (it->state != "ready") continue;
+      if (it->state != "ready") continue;  // an import is writing it (or died doing so)
+      if (in_flight_.count(it->chain_id) > 0) continue;  // an import builds on it
       if (commits_only && !it->diff_id.empty()) continue;
       if (references[it->chain_id] > 0) continue;
       --references[it->parent_chain_id];

@@ -3,11 +3,21 @@
 //
 // A layer is identified by its OCI ChainID (its DiffID on top of its parent chain), so a layer
 // shared by two images is stored once; how many images, volumes and child layers use it is
-// derived from the metadata, never kept as a counter that could drift. Imports verify every
-// digest and leave nothing behind when they fail: each new layer is recorded as "creating"
-// before the driver writes it and "ready" after, and recovery removes what stayed "creating".
+// derived from the metadata, never kept as a counter that could drift.
+//
+// Imports are atomic: the whole archive is read and checked first (every manifest and config,
+// every blob digest, every image name, the bounds in ImportLimits), then the layers are written,
+// then every image record is stored in one transaction. When anything fails, every layer this
+// import created is removed again (and only those), so the store is as it was. Each new layer is
+// recorded as "creating" before the driver writes it and "ready" after; recovery removes what a
+// crash left "creating".
+//
+// Imports never hold a lock that deletes need: garbage collection (run by DeleteVolume and
+// DeleteSnapshot) skips layers that are not ready and every layer an import in flight builds on
+// or creates, instead of waiting for that import.
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -16,6 +26,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "drivers/driver.h"
+#include "node/images/layer_tar.h"
+#include "node/images/limits.h"
 #include "node/metadata.h"
 #include "sys/mounter.h"
 
@@ -42,12 +54,19 @@ struct StoreStats {
 
 class LayerStore {
  public:
-  // `scratch_dir` holds import staging; it is emptied by Recover().
+  // `scratch_dir` holds import staging; it is emptied by Recover(). `limits` bound every import
+  // (see images::ImportLimits; the flags of strata-csi set them).
   LayerStore(Metadata* metadata, drivers::Driver* driver, sys::Mounter* mounter,
-             std::string scratch_dir);
+             std::string scratch_dir, images::ImportLimits limits = {});
+
+  const images::ImportLimits& limits() const { return limits_; }
 
   // Imports a docker-save archive or an OCI layout (folder or tar) at `path` on this node.
   // `name` overrides the archive's own references (then the archive must hold one image).
+  // Errors name `path` and the entry inside it, never the scratch directory, and are at most
+  // images::kMaxErrorBytes long: InvalidArgument (malformed or hostile archive, a bound
+  // exceeded), NotFound (no such path), DataLoss (a digest does not match), ResourceExhausted
+  // (deeper than the driver mounts).
   absl::StatusOr<ImportResult> Import(const std::string& path, const std::string& name);
 
   // The image named `name`; NotFound with a message an admin can act on.
@@ -81,20 +100,40 @@ class LayerStore {
   absl::StatusOr<int64_t> SharedBytes();
 
  private:
+  struct NewLayer {
+    std::string chain_id;
+    std::string driver_id;
+  };
+  absl::StatusOr<ImportResult> DoImport(const std::string& path, const std::string& name);
+  // Stores one layer unless a ready one exists (then returns false). `options` bounds the
+  // extraction; `consumed` receives the bytes it counted against them, `created` the new layer.
   absl::StatusOr<bool> ImportLayer(const std::string& blob_path, const std::string& diff_id,
                                    const std::string& parent_chain_id, const std::string& chain_id,
-                                   int depth, int64_t* bytes);
+                                   int depth, const images::ExtractOptions& options, int64_t* bytes,
+                                   int64_t* consumed, NewLayer* created);
+  // Removes layers an import created, newest first.
+  void RollBack(const std::vector<NewLayer>& created);
   absl::StatusOr<GcResult> Collect(bool dry_run, bool commits_only);
-  absl::Status WriteLayerContent(const std::string& active_id, const drivers::Chain& parents,
-                                 const std::string& blob_path, const std::string& diff_id);
+  absl::StatusOr<images::ExtractResult> WriteLayerContent(const std::string& active_id,
+                                                          const drivers::Chain& parents,
+                                                          const std::string& blob_path,
+                                                          const std::string& diff_id,
+                                                          const images::ExtractOptions& options);
 
   Metadata* metadata_;
   drivers::Driver* driver_;
   sys::Mounter* mounter_;
   std::string scratch_dir_;
-  // Imports and garbage collection never overlap: gc must not collect a layer an import has
-  // made ready but not yet named.
+  const images::ImportLimits limits_;
+  // Serializes imports with each other (and with Recover), never with garbage collection: an
+  // import may take as long as its archive, and deletes must not wait for it.
   std::mutex import_mutex_;
+  // Held by garbage collection while it decides and removes; guards `in_flight_`. Imports take
+  // it only for a moment, to register the chains they build on and create.
+  std::mutex collect_mutex_;
+  // Chain id -> number of imports in flight that reuse or create it: gc keeps these even when
+  // nothing names them yet (an import has made them ready but not stored its images).
+  std::map<std::string, int> in_flight_;
   std::shared_mutex pin_mutex_;
 };
 

@@ -64,6 +64,18 @@ ABSL_FLAG(int, flatten_depth, 128,
           "a commit that would make a chain deeper than this is flattened into one layer "
           "(0 = the driver's limit)");
 ABSL_FLAG(int, shutdown_grace_seconds, 30, "how long SIGTERM waits for in-flight calls");
+// Import bounds (images::ImportLimits): archives are hostile input.
+ABSL_FLAG(std::string, max_json_bytes, "4MiB",
+          "import: largest manifest, index or image config accepted");
+ABSL_FLAG(int, max_json_depth, 64,
+          "import: deepest nesting of arrays/objects in those JSON documents (at most 1000)");
+ABSL_FLAG(std::string, max_layer_bytes, "256GiB",
+          "import: largest layer, uncompressed (its tar stream, and its files' apparent sizes: "
+          "a sparse file counts at its full size)");
+ABSL_FLAG(int64_t, max_layer_entries, 1000000, "import: most tar entries in one layer");
+ABSL_FLAG(std::string, max_import_bytes, "1024GiB",
+          "import: most bytes for all layers of one import together (measured as "
+          "--max-layer-bytes), and for an archive tar's unpacked files");
 
 namespace strata {
 namespace {
@@ -164,7 +176,18 @@ absl::Status Run() {
   std::unique_ptr<sys::Mounter> mounter = sys::NewLinuxMounter();
   metrics::Metrics metrics;
   metrics.SetBuildInfo(kVersion, driver->name());
-  node::LayerStore layers(metadata.get(), driver.get(), mounter.get(), root + "/tmp");
+  images::ImportLimits import_limits;
+  ASSIGN_OR_RETURN(import_limits.max_json_bytes,
+                   ParseSize(absl::GetFlag(FLAGS_max_json_bytes), "--max-json-bytes"));
+  import_limits.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);
+  ASSIGN_OR_RETURN(import_limits.max_layer_bytes,
+                   ParseSize(absl::GetFlag(FLAGS_max_layer_bytes), "--max-layer-bytes"));
+  import_limits.max_layer_entries = absl::GetFlag(FLAGS_max_layer_entries);
+  ASSIGN_OR_RETURN(import_limits.max_import_bytes,
+                   ParseSize(absl::GetFlag(FLAGS_max_import_bytes), "--max-import-bytes"));
+  RETURN_IF_ERROR(images::ValidateLimits(import_limits));
+  node::LayerStore layers(metadata.get(), driver.get(), mounter.get(), root + "/tmp",
+                          import_limits);
   node::VolumeManager volumes(metadata.get(), &layers, driver.get(), mounter.get(), &metrics,
                               node::VolumeManagerOptions{root, root + "/volumes", root + "/tmp",
                                                          absl::GetFlag(FLAGS_flatten_depth)});

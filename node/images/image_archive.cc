@@ -25,9 +25,6 @@ namespace {
 
 using nlohmann::json;
 
-// JSON documents (manifests, indexes, configs) are small; anything bigger is hostile.
-constexpr int64_t kMaxJsonBytes = 16 << 20;
-
 constexpr char kOciManifest[] = "application/vnd.oci.image.manifest.v1+json";
 constexpr char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
 constexpr char kDockerManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
@@ -66,33 +63,45 @@ struct OpenedFile {
 
 // Opens `rel` beneath `root_fd`. Symlinks inside the archive are followed (skopeo writes
 // `<id>/layer.tar -> ../<hex>.tar`) but never out of it. `what` names the file in errors.
+//
+// Only a regular file is opened for reading: the lookup opens an O_PATH handle (which never
+// blocks and has no side effects, whatever the file is), checks its type, and only then reopens
+// that same inode for reading, non-blocking. A FIFO would otherwise hang the import in open().
 absl::StatusOr<OpenedFile> OpenInArchive(int root_fd, const std::string& rel,
                                          const std::string& what) {
   auto parts = SplitRelativePath(rel);
   if (!parts.ok() || parts->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": bad path \"", rel, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": bad path \"", Echo(rel), "\""));
   }
-  auto fd = OpenBeneath(root_fd, JoinPath(*parts, parts->size()), O_RDONLY, kResolveBeneath);
-  if (!fd.ok()) {
-    if (absl::IsNotFound(fd.status())) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": \"", rel, "\" is missing"));
+  auto handle = OpenBeneath(root_fd, JoinPath(*parts, parts->size()), O_PATH, kResolveBeneath);
+  if (!handle.ok()) {
+    if (absl::IsNotFound(handle.status())) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": \"", Echo(rel), "\" is missing"));
     }
     return absl::InvalidArgumentError(
-        absl::StrCat(what, ": \"", rel, "\": ", fd.status().message()));
+        absl::StrCat(what, ": \"", Echo(rel), "\": ", handle.status().message()));
   }
   struct stat st;
-  if (fstat(fd->get(), &st) != 0) return ErrnoStatus(errno, "stat", rel);
+  if (fstat(handle->get(), &st) != 0) return ErrnoStatus(errno, "stat", Echo(rel));
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": \"", rel, "\" is not a regular file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": \"", Echo(rel), "\" is not a regular file"));
   }
   OpenedFile out;
   out.size = st.st_size;
+  std::string proc = absl::StrCat("/proc/self/fd/", handle->get());
   char link[PATH_MAX];
-  std::string proc = absl::StrCat("/proc/self/fd/", fd->get());
   ssize_t n = readlink(proc.c_str(), link, sizeof(link) - 1);
-  if (n < 0) return ErrnoStatus(errno, "readlink", proc);
+  if (n < 0) return ErrnoStatus(errno, "readlink", Echo(rel));
   out.real_path.assign(link, static_cast<size_t>(n));
-  out.fd = std::move(fd).value();
+  int raw = open(proc.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (raw < 0) return ErrnoStatus(errno, "open", Echo(rel));
+  out.fd = UniqueFd(raw);
+  struct stat again;
+  if (fstat(out.fd.get(), &again) != 0) return ErrnoStatus(errno, "stat", Echo(rel));
+  if (again.st_dev != st.st_dev || again.st_ino != st.st_ino || !S_ISREG(again.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": \"", Echo(rel), "\" changed"));
+  }
   return out;
 }
 
@@ -119,16 +128,19 @@ absl::StatusOr<std::string> HashFile(const OpenedFile& file, const std::string& 
     offset += n;
   }
   if (offset != file.size) {
-    return absl::DataLossError(absl::StrCat(rel, ": changed while being read"));
+    return absl::DataLossError(absl::StrCat(Echo(rel), ": changed while being read"));
   }
   return hash.finish();
 }
 
 absl::StatusOr<std::string> ReadSmallFile(int root_fd, const std::string& rel,
-                                          const std::string& what, std::string* digest) {
+                                          const std::string& what, std::string* digest,
+                                          const ImportLimits& limits) {
   ASSIGN_OR_RETURN(OpenedFile file, OpenInArchive(root_fd, rel, what));
-  if (file.size > kMaxJsonBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": \"", rel, "\" is too large"));
+  if (file.size > limits.max_json_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": \"", Echo(rel), "\" has ", file.size, " bytes, more than the limit of ",
+        SizeText(limits.max_json_bytes), " (--max-json-bytes)"));
   }
   std::string text;
   ASSIGN_OR_RETURN(std::string computed, HashFile(file, rel, &text));
@@ -136,10 +148,9 @@ absl::StatusOr<std::string> ReadSmallFile(int root_fd, const std::string& rel,
   return text;
 }
 
-absl::StatusOr<json> ParseJson(const std::string& text, const std::string& what) {
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JSON"));
-  return doc;
+absl::StatusOr<json> ParseJson(const std::string& text, const std::string& what,
+                               const ImportLimits& limits) {
+  return ParseBoundedJson(text, limits, what);
 }
 
 // A content descriptor (OCI image spec "descriptor").
@@ -174,7 +185,7 @@ std::string BlobPath(const std::string& digest) { return "blobs/sha256/" + diges
 
 // Opens and fully verifies a blob (size, then sha256). `keep` receives small blobs' bytes.
 absl::StatusOr<OpenedFile> VerifyBlob(int root_fd, const Descriptor& d, const std::string& where,
-                                      std::string* keep) {
+                                      std::string* keep, const ImportLimits& limits) {
   const std::string rel = BlobPath(d.digest);
   auto file = OpenInArchive(root_fd, rel, where);
   if (!file.ok()) {
@@ -185,8 +196,10 @@ absl::StatusOr<OpenedFile> VerifyBlob(int root_fd, const Descriptor& d, const st
     return absl::DataLossError(absl::StrCat(where, ": blob ", d.digest, " has ", file->size,
                                             " bytes, descriptor says ", d.size));
   }
-  if (keep != nullptr && d.size > kMaxJsonBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": blob ", d.digest, " is too large"));
+  if (keep != nullptr && d.size > limits.max_json_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": blob ", d.digest, " has ", d.size, " bytes, more than the limit of ",
+                     SizeText(limits.max_json_bytes), " (--max-json-bytes)"));
   }
   ASSIGN_OR_RETURN(std::string computed, HashFile(*file, rel, keep));
   if (computed != d.digest) {
@@ -198,8 +211,9 @@ absl::StatusOr<OpenedFile> VerifyBlob(int root_fd, const Descriptor& d, const st
 
 // The config's rootfs.diff_ids.
 absl::StatusOr<std::vector<std::string>> DiffIds(const std::string& config_text,
-                                                 const std::string& where) {
-  ASSIGN_OR_RETURN(json config, ParseJson(config_text, where));
+                                                 const std::string& where,
+                                                 const ImportLimits& limits) {
+  ASSIGN_OR_RETURN(json config, ParseJson(config_text, where, limits));
   if (!config.is_object()) return absl::InvalidArgumentError(where + ": not an object");
   auto rootfs = config.find("rootfs");
   if (rootfs == config.end() || !rootfs->is_object()) {
@@ -259,10 +273,23 @@ bool IsPlatform(const json& node, const char* os, const char* arch) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ImageArchive>> ImageArchive::Open(const std::string& path,
-                                                                 const std::string& scratch_dir) {
+                                                                 const std::string& scratch_dir,
+                                                                 const ImportLimits& limits) {
+  const std::string shown = Echo(path);
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
+  if (stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ELOOP) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image archive ", shown, ": a symlink loop (too many levels of symlinks)"));
+    }
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat("image archive ", shown, ": no such file"));
+    }
+    return ErrnoStatus(err, "image archive", shown);
+  }
   std::unique_ptr<ImageArchive> archive(new ImageArchive());
+  archive->limits_ = limits;
   if (S_ISDIR(st.st_mode)) {
     archive->root_ = path;
   } else if (S_ISREG(st.st_mode)) {
@@ -270,20 +297,26 @@ absl::StatusOr<std::unique_ptr<ImageArchive>> ImageArchive::Open(const std::stri
     if (mkdtemp(pattern.data()) == nullptr) return ErrnoStatus(errno, "mkdtemp", pattern);
     archive->scratch_ = pattern;
     archive->root_ = pattern;
-    absl::Status unpacked = UnpackArchiveTar(path, pattern);
+    ExtractOptions options;
+    options.display_name = "its tar";
+    options.max_bytes = limits.max_import_bytes;
+    options.max_bytes_flag = "--max-import-bytes";
+    options.max_entries = limits.max_layer_entries;
+    absl::Status unpacked = UnpackArchiveTar(path, pattern, options);
     if (!unpacked.ok()) {
       return absl::Status(unpacked.code(),
-                          absl::StrCat("image archive ", path, ": ", unpacked.message()));
+                          absl::StrCat("image archive ", shown, ": ", unpacked.message()));
     }
   } else {
-    return absl::InvalidArgumentError(path + ": neither a folder nor a file");
+    return absl::InvalidArgumentError(
+        absl::StrCat("image archive ", shown, ": neither a folder nor a regular file"));
   }
   archive->root_fd_ = open(archive->root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (archive->root_fd_ < 0) return ErrnoStatus(errno, "open", archive->root_);
   absl::Status loaded = archive->Load();
   if (!loaded.ok()) {
     return absl::Status(loaded.code(),
-                        absl::StrCat("image archive ", path, ": ", loaded.message()));
+                        absl::StrCat("image archive ", shown, ": ", loaded.message()));
   }
   return archive;
 }
@@ -317,8 +350,8 @@ absl::Status ImageArchive::Load() {
 
 absl::Status ImageArchive::LoadDockerSave() {
   ASSIGN_OR_RETURN(std::string text,
-                   ReadSmallFile(root_fd_, "manifest.json", "manifest.json", nullptr));
-  ASSIGN_OR_RETURN(json manifest, ParseJson(text, "manifest.json"));
+                   ReadSmallFile(root_fd_, "manifest.json", "manifest.json", nullptr, limits_));
+  ASSIGN_OR_RETURN(json manifest, ParseJson(text, "manifest.json", limits_));
   if (!manifest.is_array()) return absl::InvalidArgumentError("manifest.json: not an array");
   for (size_t i = 0; i < manifest.size(); ++i) {
     const json& item = manifest[i];
@@ -341,23 +374,24 @@ absl::Status ImageArchive::LoadDockerSave() {
     auto config_parts = SplitRelativePath(config_rel);
     if (!config_parts.ok() || config_parts->empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ".Config: bad path \"", config_rel, "\""));
+          absl::StrCat(where, ".Config: bad path \"", Echo(config_rel), "\""));
     }
-    ASSIGN_OR_RETURN(image.config_json,
-                     ReadSmallFile(root_fd_, config_rel, where + ".Config", &image.config_digest));
+    ASSIGN_OR_RETURN(image.config_json, ReadSmallFile(root_fd_, config_rel, where + ".Config",
+                                                      &image.config_digest, limits_));
     const std::string claimed = ClaimedDigest(*config_parts);
     if (!claimed.empty() && claimed != image.config_digest) {
-      return absl::DataLossError(absl::StrCat("config ", config_rel, " has digest ",
+      return absl::DataLossError(absl::StrCat("config ", Echo(config_rel), " has digest ",
                                               image.config_digest, ", its name says ", claimed));
     }
-    ASSIGN_OR_RETURN(std::vector<std::string> diff_ids, DiffIds(image.config_json, config_rel));
+    ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
+                     DiffIds(image.config_json, Echo(config_rel), limits_));
     auto layers = item.find("Layers");
     if (layers == item.end() || !layers->is_array()) {
       return absl::InvalidArgumentError(where + ".Layers: missing or not an array");
     }
     if (layers->size() != diff_ids.size()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ".Layers has ", layers->size(),
-                                                     " entries but ", config_rel, " has ",
+                                                     " entries but ", Echo(config_rel), " has ",
                                                      diff_ids.size(), " rootfs.diff_ids"));
     }
     for (size_t l = 0; l < layers->size(); ++l) {
@@ -367,13 +401,14 @@ absl::Status ImageArchive::LoadDockerSave() {
       const std::string rel = layer.get<std::string>();
       auto parts = SplitRelativePath(rel);
       if (!parts.ok() || parts->empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(lwhere, ": bad path \"", rel, "\""));
+        return absl::InvalidArgumentError(absl::StrCat(lwhere, ": bad path \"", Echo(rel), "\""));
       }
       ASSIGN_OR_RETURN(OpenedFile file, OpenInArchive(root_fd_, rel, lwhere));
       unsigned char head[4] = {0, 0, 0, 0};
       ASSIGN_OR_RETURN(std::string digest, HashFile(file, rel, nullptr, head, sizeof(head)));
       LayerBlob blob;
       blob.path = file.real_path;
+      blob.name = rel;
       blob.diff_id = diff_ids[l];
       blob.blob_digest = digest;
       blob.size = file.size;
@@ -381,10 +416,10 @@ absl::Status ImageArchive::LoadDockerSave() {
       const std::string named = ClaimedDigest(*parts);
       if (!named.empty() && named != digest) {
         return absl::DataLossError(
-            absl::StrCat("layer ", rel, " has digest ", digest, ", its name says ", named));
+            absl::StrCat("layer ", Echo(rel), " has digest ", digest, ", its name says ", named));
       }
       if (blob.media_type == kLayerTar && digest != blob.diff_id) {
-        return absl::DataLossError(absl::StrCat("layer ", rel, " has digest ", digest,
+        return absl::DataLossError(absl::StrCat("layer ", Echo(rel), " has digest ", digest,
                                                 ", the config's DiffID is ", blob.diff_id));
       }
       image.layers.push_back(std::move(blob));
@@ -396,16 +431,16 @@ absl::Status ImageArchive::LoadDockerSave() {
 
 absl::Status ImageArchive::LoadOciLayout() {
   ASSIGN_OR_RETURN(std::string layout_text,
-                   ReadSmallFile(root_fd_, "oci-layout", "oci-layout", nullptr));
-  ASSIGN_OR_RETURN(json layout, ParseJson(layout_text, "oci-layout"));
+                   ReadSmallFile(root_fd_, "oci-layout", "oci-layout", nullptr, limits_));
+  ASSIGN_OR_RETURN(json layout, ParseJson(layout_text, "oci-layout", limits_));
   if (!layout.is_object() || !layout.contains("imageLayoutVersion") ||
       !layout["imageLayoutVersion"].is_string() ||
       layout["imageLayoutVersion"].get<std::string>().rfind("1.", 0) != 0) {
     return absl::InvalidArgumentError("oci-layout: imageLayoutVersion missing or not 1.x");
   }
   ASSIGN_OR_RETURN(std::string index_text,
-                   ReadSmallFile(root_fd_, "index.json", "index.json", nullptr));
-  ASSIGN_OR_RETURN(json index, ParseJson(index_text, "index.json"));
+                   ReadSmallFile(root_fd_, "index.json", "index.json", nullptr, limits_));
+  ASSIGN_OR_RETURN(json index, ParseJson(index_text, "index.json", limits_));
   if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
     return absl::InvalidArgumentError("index.json: manifests missing or not an array");
   }
@@ -430,8 +465,8 @@ absl::Status ImageArchive::LoadOciLayout() {
          ++depth) {
       if (depth >= 4) return absl::InvalidArgumentError(where + ": indexes nested too deeply");
       std::string text;
-      RETURN_IF_ERROR(VerifyBlob(root_fd_, manifest_desc, manifest_where, &text).status());
-      ASSIGN_OR_RETURN(nested, ParseJson(text, manifest_desc.digest));
+      RETURN_IF_ERROR(VerifyBlob(root_fd_, manifest_desc, manifest_where, &text, limits_).status());
+      ASSIGN_OR_RETURN(nested, ParseJson(text, manifest_desc.digest, limits_));
       if (!nested.is_object() || !nested.contains("manifests") || !nested["manifests"].is_array() ||
           nested["manifests"].empty()) {
         return absl::InvalidArgumentError(manifest_desc.digest + ": manifests missing or empty");
@@ -450,7 +485,7 @@ absl::Status ImageArchive::LoadOciLayout() {
     }
     if (manifest_desc.media_type != kOciManifest && manifest_desc.media_type != kDockerManifest) {
       return absl::InvalidArgumentError(absl::StrCat(manifest_where, ": unsupported mediaType \"",
-                                                     manifest_desc.media_type, "\""));
+                                                     Echo(manifest_desc.media_type), "\""));
     }
     if (auto seen = by_manifest.find(manifest_desc.digest); seen != by_manifest.end()) {
       if (!reference.empty()) images_[seen->second].references.push_back(reference);
@@ -458,9 +493,10 @@ absl::Status ImageArchive::LoadOciLayout() {
     }
 
     std::string manifest_text;
-    RETURN_IF_ERROR(VerifyBlob(root_fd_, manifest_desc, manifest_where, &manifest_text).status());
+    RETURN_IF_ERROR(
+        VerifyBlob(root_fd_, manifest_desc, manifest_where, &manifest_text, limits_).status());
     const std::string mwhere = "manifest " + manifest_desc.digest;
-    ASSIGN_OR_RETURN(json manifest, ParseJson(manifest_text, mwhere));
+    ASSIGN_OR_RETURN(json manifest, ParseJson(manifest_text, mwhere, limits_));
     if (!manifest.is_object() || !manifest.contains("config")) {
       return absl::InvalidArgumentError(mwhere + ": config missing");
     }
@@ -469,10 +505,11 @@ absl::Status ImageArchive::LoadOciLayout() {
     ASSIGN_OR_RETURN(Descriptor config_desc,
                      ParseDescriptor(manifest["config"], mwhere + " config"));
     RETURN_IF_ERROR(
-        VerifyBlob(root_fd_, config_desc, mwhere + " config", &image.config_json).status());
+        VerifyBlob(root_fd_, config_desc, mwhere + " config", &image.config_json, limits_)
+            .status());
     image.config_digest = config_desc.digest;
     ASSIGN_OR_RETURN(std::vector<std::string> diff_ids,
-                     DiffIds(image.config_json, "config " + config_desc.digest));
+                     DiffIds(image.config_json, "config " + config_desc.digest, limits_));
     if (!manifest.contains("layers") || !manifest["layers"].is_array()) {
       return absl::InvalidArgumentError(mwhere + ": layers missing or not an array");
     }
@@ -487,11 +524,12 @@ absl::Status ImageArchive::LoadOciLayout() {
       ASSIGN_OR_RETURN(Descriptor layer, ParseDescriptor(layers[l], lwhere));
       if (!IsLayerMediaType(layer.media_type)) {
         return absl::InvalidArgumentError(
-            absl::StrCat(lwhere, ": unsupported mediaType \"", layer.media_type, "\""));
+            absl::StrCat(lwhere, ": unsupported mediaType \"", Echo(layer.media_type), "\""));
       }
-      ASSIGN_OR_RETURN(OpenedFile file, VerifyBlob(root_fd_, layer, lwhere, nullptr));
+      ASSIGN_OR_RETURN(OpenedFile file, VerifyBlob(root_fd_, layer, lwhere, nullptr, limits_));
       LayerBlob blob;
       blob.path = file.real_path;
+      blob.name = BlobPath(layer.digest);
       blob.diff_id = diff_ids[l];
       blob.blob_digest = layer.digest;
       blob.media_type = layer.media_type;

@@ -14,8 +14,14 @@
 // rootfs.diff_ids, and for uncompressed layers that the blob digest is the DiffID. Layer DiffIDs
 // of compressed layers are checked by ExtractLayer.
 //
-// Errors: NotFound (no such path), InvalidArgument (malformed archive; the message names the
-// file and field, or the missing blob), DataLoss (a digest or size does not match).
+// Bounded by `limits`: every JSON document by size and depth (checked before it is parsed), an
+// archive tar by its unpacked size (files at their apparent size) and entry count. Only regular
+// files are ever opened for reading, and never in a way that blocks (a FIFO or a device in an
+// image folder is refused).
+//
+// Errors: NotFound (no such path), InvalidArgument (malformed archive, a bound exceeded, a
+// symlink loop; the message names the user's path, the file and field, or the missing blob, and
+// never the scratch directory), DataLoss (a digest or size does not match).
 
 #include <cstdint>
 #include <memory>
@@ -24,11 +30,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "node/images/limits.h"
 
 namespace strata::images {
 
 struct LayerBlob {
   std::string path;         // absolute path of the blob file, beneath the archive's root
+  std::string name;         // its path inside the archive, as errors show it
   std::string diff_id;      // expected DiffID, from the config's rootfs.diff_ids
   std::string blob_digest;  // sha256 of the blob bytes (checked)
   std::string media_type;   // OCI/docker layer media type (sniffed for docker-save layers)
@@ -54,7 +62,8 @@ class ImageArchive {
   // a new subdirectory of the existing `scratch_dir`; that subdirectory is removed when the
   // ImageArchive is destroyed (or at once when Open fails).
   static absl::StatusOr<std::unique_ptr<ImageArchive>> Open(const std::string& path,
-                                                            const std::string& scratch_dir);
+                                                            const std::string& scratch_dir,
+                                                            const ImportLimits& limits = {});
   ~ImageArchive();
   ImageArchive(const ImageArchive&) = delete;
   ImageArchive& operator=(const ImageArchive&) = delete;
@@ -74,6 +83,7 @@ class ImageArchive {
   std::string root_;
   std::string scratch_;  // empty when reading a folder in place
   int root_fd_ = -1;
+  ImportLimits limits_;
   std::vector<Image> images_;
 };
 

@@ -19,6 +19,7 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "node/images/digest.h"
+#include "node/images/limits.h"
 #include "node/images/safe_fs.h"
 
 namespace strata::images {
@@ -364,9 +365,11 @@ absl::Status GzipTo(const LayerToWrite& layer, const std::string& near, GzipLaye
 absl::StatusOr<json> BuildConfig(const ImageToWrite& image) {
   json config;
   if (!image.base_config_json.empty()) {
-    config = json::parse(image.base_config_json, nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded() || !config.is_object()) {
-      return absl::InvalidArgumentError("base_config_json: not a JSON object");
+    // Stored configs predating the import bounds may be hostile (nested a million deep).
+    ASSIGN_OR_RETURN(config, ParseBoundedJson(image.base_config_json, kMaxStoredJsonBytes,
+                                              kMaxJsonDepthCeiling, "the image's stored config"));
+    if (!config.is_object()) {
+      return absl::InvalidArgumentError("the image's stored config: not a JSON object");
     }
   } else {
     config = json{{"architecture", "amd64"}, {"os", "linux"}, {"config", json::object()}};

@@ -14,6 +14,7 @@
 #include <set>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
 #include "common/log.h"
@@ -43,6 +44,8 @@ struct RawStream {
   std::string error;
   Sha256 hash;
   int64_t bytes = 0;
+  int64_t max_bytes = INT64_MAX;
+  bool over_limit = false;
   std::vector<char> buffer = std::vector<char>(kReadBufferSize);
 };
 
@@ -59,6 +62,13 @@ la_ssize_t ReadCallback(archive* tar, void* client, const void** out) {
   if (n == 0) {
     stream->at_end = true;
     return 0;
+  }
+  if (n > stream->max_bytes - stream->bytes) {
+    // A decompression bomb stops here, not when the disk is full.
+    stream->over_limit = true;
+    stream->error = "uncompressed size over the limit";
+    archive_set_error(tar, EFBIG, "%s", stream->error.c_str());
+    return ARCHIVE_FATAL;
   }
   stream->hash.update(stream->buffer.data(), static_cast<size_t>(n));
   stream->bytes += n;
@@ -82,6 +92,9 @@ class Extractor {
 
   absl::Status Entry(archive* tar, archive_entry* entry);
   absl::Status Finish();
+  // Overlay-private xattrs dropped so far, and the first (entry and name), for one log line.
+  int64_t dropped_xattrs() const { return dropped_xattrs_; }
+  const std::string& first_dropped() const { return first_dropped_; }
 
  private:
   absl::Status Whiteout(const std::vector<std::string>& parts, const std::string& name);
@@ -107,15 +120,24 @@ class Extractor {
   std::set<std::string> written_;         // paths this layer wrote, with their ancestors
   std::vector<std::string> opaque_dirs_;  // kApply: directories to prune at the end
   std::vector<DeferredDir> dirs_;
+  int64_t dropped_xattrs_ = 0;
+  std::string first_dropped_;
 };
 
-absl::Status Hostile(const std::string& name, const std::string& why) {
-  return absl::InvalidArgumentError(absl::StrCat("tar entry \"", name, "\": ", why));
+std::string EntryPrefix(const std::string& name) {
+  return absl::StrCat("tar entry \"", Echo(name), "\": ");
 }
 
+absl::Status Hostile(const std::string& name, const std::string& why) {
+  return absl::InvalidArgumentError(EntryPrefix(name) + Echo(why, kMaxErrorBytes / 2));
+}
+
+// Names the entry once: statuses made by Hostile already do.
 absl::Status WithEntry(const std::string& name, const absl::Status& status) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat("tar entry \"", name, "\": ", status.message()));
+  const std::string prefix = EntryPrefix(name);
+  if (absl::StartsWith(status.message(), prefix)) return status;
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
 }
 
 void Extractor::MarkWritten(const std::vector<std::string>& parts) {
@@ -203,6 +225,12 @@ absl::Status Extractor::ApplyXattrs(int fd, const std::string& rel, archive_entr
   size_t size;
   const std::string path = root_path_ + "/" + rel;
   while (archive_entry_xattr_next(entry, &key, &value, &size) == ARCHIVE_OK) {
+    if (IsOverlayXattr(key)) {
+      // Only the whiteout translation may write what overlayfs interprets (redirect, origin,
+      // metacopy, opaque...); from a tar it could splice another layer's content in.
+      if (dropped_xattrs_++ == 0) first_dropped_ = absl::StrCat(Echo(name), " ", Echo(key));
+      continue;
+    }
     int rc =
         fd >= 0 ? fsetxattr(fd, key, value, size, 0) : lsetxattr(path.c_str(), key, value, size, 0);
     if (rc != 0) {
@@ -521,15 +549,32 @@ absl::Status Extractor::Finish() {
 
 absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
                                             const std::string& target_dir, Mode mode,
-                                            drivers::WhiteoutStyle style) {
-  int blob_raw = open(blob_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (blob_raw < 0) return ErrnoStatus(errno, "open", blob_path);
+                                            drivers::WhiteoutStyle style,
+                                            const ExtractOptions& options) {
+  const std::string shown = options.display_name.empty() ? blob_path : options.display_name;
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+  int blob_raw = open(blob_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (blob_raw < 0) {
+    if (errno == ELOOP) return absl::InvalidArgumentError(shown + ": a symlink loop");
+    return ErrnoStatus(errno, "open", shown);
+  }
   UniqueFd blob(blob_raw);
+  struct stat blob_st;
+  if (fstat(blob.get(), &blob_st) != 0) return ErrnoStatus(errno, "stat", shown);
+  if (!S_ISREG(blob_st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(shown, ": not a regular file"));
+  }
   int root_raw = open(target_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_raw < 0) return ErrnoStatus(errno, "open", target_dir);
   UniqueFd root(root_raw);
 
   RawStream stream;
+  stream.max_bytes = options.max_bytes;
+  auto too_big = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(shown, ": ", what, " past the limit of ",
+                                                   SizeText(options.max_bytes), " (",
+                                                   options.max_bytes_flag, ")"));
+  };
   ArchivePtr raw(archive_read_new());
   archive_read_support_filter_gzip(raw.get());
   archive_read_support_filter_zstd(raw.get());
@@ -537,7 +582,7 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
   stream.raw = raw.get();
   if (archive_read_open_fd(raw.get(), blob.get(), kReadBufferSize) != ARCHIVE_OK) {
     return absl::DataLossError(
-        absl::StrCat(blob_path, ": cannot read: ", archive_error_string(raw.get())));
+        absl::StrCat(shown, ": cannot read: ", archive_error_string(raw.get())));
   }
   archive_entry* raw_entry;
   int rc = archive_read_next_header(raw.get(), &raw_entry);
@@ -545,15 +590,16 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
     stream.at_end = true;  // empty file: an empty stream
   } else if (rc < ARCHIVE_WARN) {
     return absl::DataLossError(
-        absl::StrCat(blob_path, ": cannot read: ", archive_error_string(raw.get())));
+        absl::StrCat(shown, ": cannot read: ", archive_error_string(raw.get())));
   }
 
   ArchivePtr tar(archive_read_new());
   archive_read_support_format_tar(tar.get());
   archive_read_support_format_empty(tar.get());
   if (archive_read_open(tar.get(), &stream, nullptr, ReadCallback, nullptr) != ARCHIVE_OK) {
+    if (stream.over_limit) return too_big("its uncompressed tar stream goes");
     return absl::DataLossError(
-        absl::StrCat(blob_path, ": not a tar: ", archive_error_string(tar.get())));
+        absl::StrCat(shown, ": not a tar: ", archive_error_string(tar.get())));
   }
 
   Extractor extractor(root.get(), target_dir, mode, style);
@@ -563,13 +609,29 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
     rc = archive_read_next_header(tar.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc < ARCHIVE_WARN) {
+      if (stream.over_limit) return too_big("its uncompressed tar stream goes");
       return absl::DataLossError(
-          absl::StrCat(blob_path, ": corrupt tar: ", archive_error_string(tar.get())));
+          absl::StrCat(shown, ": corrupt tar: ", archive_error_string(tar.get())));
     }
-    ++result.entries;
+    if (++result.entries > options.max_entries) {
+      return absl::InvalidArgumentError(absl::StrCat(shown, ": more than ", options.max_entries,
+                                                     " tar entries (--max-layer-entries)"));
+    }
+    // A sparse entry counts at its full size: a 1 KiB tar may claim a 1 TiB file.
+    if (archive_entry_filetype(entry) == AE_IFREG && archive_entry_hardlink(entry) == nullptr &&
+        archive_entry_size_is_set(entry)) {
+      const int64_t size = archive_entry_size(entry);
+      if (size < 0 || size > options.max_bytes - result.apparent_bytes) {
+        const char* name = archive_entry_pathname(entry);
+        return too_big(absl::StrCat(EntryPrefix(name != nullptr ? name : ""), size,
+                                    " bytes (sparse or not) take its files"));
+      }
+      result.apparent_bytes += size;
+    }
     absl::Status status = extractor.Entry(tar.get(), entry);
     if (!status.ok()) {
-      return absl::Status(status.code(), absl::StrCat(blob_path, ": ", status.message()));
+      if (stream.over_limit) return too_big("its uncompressed tar stream goes");
+      return absl::Status(status.code(), absl::StrCat(shown, ": ", status.message()));
     }
   }
   // The tar reader stops at the end-of-archive blocks; the DiffID covers the whole stream.
@@ -578,10 +640,17 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
     la_ssize_t n = ReadCallback(tar.get(), &stream, &ignored);
     if (n == 0) break;
     if (n < 0) {
-      return absl::DataLossError(absl::StrCat(blob_path, ": cannot read: ", stream.error));
+      if (stream.over_limit) return too_big("its uncompressed tar stream goes");
+      return absl::DataLossError(absl::StrCat(shown, ": cannot read: ", stream.error));
     }
   }
   RETURN_IF_ERROR(extractor.Finish());
+  if (extractor.dropped_xattrs() > 0) {
+    LogWarning("dropped overlay-private xattrs from an image layer",
+               {{"layer", shown},
+                {"count", std::to_string(extractor.dropped_xattrs())},
+                {"first", extractor.first_dropped()}});
+  }
   result.diff_id = stream.hash.finish();
   result.uncompressed_bytes = stream.bytes;
   return result;
@@ -592,18 +661,28 @@ absl::StatusOr<ExtractResult> RunExtraction(const std::string& blob_path,
 absl::StatusOr<ExtractResult> ExtractLayer(const std::string& blob_path,
                                            const std::string& target_dir,
                                            drivers::WhiteoutStyle style,
-                                           const std::string& expected_diff_id) {
-  ASSIGN_OR_RETURN(ExtractResult result, RunExtraction(blob_path, target_dir, Mode::kLayer, style));
+                                           const std::string& expected_diff_id,
+                                           const ExtractOptions& options) {
+  ASSIGN_OR_RETURN(ExtractResult result,
+                   RunExtraction(blob_path, target_dir, Mode::kLayer, style, options));
   if (!expected_diff_id.empty() && result.diff_id != expected_diff_id) {
-    return absl::DataLossError(absl::StrCat("layer ", blob_path, ": DiffID is ", result.diff_id,
-                                            ", expected ", expected_diff_id));
+    const std::string shown =
+        options.display_name.empty() ? "layer " + blob_path : options.display_name;
+    return absl::DataLossError(
+        absl::StrCat(shown, ": DiffID is ", result.diff_id, ", expected ", expected_diff_id));
   }
   return result;
 }
 
-absl::Status UnpackArchiveTar(const std::string& tar_path, const std::string& target_dir) {
-  return RunExtraction(tar_path, target_dir, Mode::kArchive, drivers::WhiteoutStyle::kApply)
+absl::Status UnpackArchiveTar(const std::string& tar_path, const std::string& target_dir,
+                              const ExtractOptions& options) {
+  return RunExtraction(tar_path, target_dir, Mode::kArchive, drivers::WhiteoutStyle::kApply,
+                       options)
       .status();
+}
+
+bool IsOverlayXattr(const char* name) {
+  return absl::StartsWith(name, "trusted.overlay.") || absl::StartsWith(name, "user.overlay.");
 }
 
 }  // namespace strata::images

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
 #include "common/status_macros.h"
+#include "node/images/limits.h"
 
 namespace strata::images {
 
@@ -31,9 +32,10 @@ UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
 absl::StatusOr<std::vector<std::string>> SplitRelativePath(const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("empty path");
   if (name.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("path contains NUL: ", name.c_str()));
+    return absl::InvalidArgumentError(absl::StrCat("path contains NUL: ", Echo(name.c_str())));
   }
-  if (name[0] == '/') return absl::InvalidArgumentError(absl::StrCat("absolute path: ", name));
+  if (name[0] == '/')
+    return absl::InvalidArgumentError(absl::StrCat("absolute path: ", Echo(name)));
   std::vector<std::string> out;
   size_t start = 0;
   while (start <= name.size()) {
@@ -41,7 +43,7 @@ absl::StatusOr<std::vector<std::string>> SplitRelativePath(const std::string& na
     if (end == std::string::npos) end = name.size();
     std::string component = name.substr(start, end - start);
     if (component == "..") {
-      return absl::InvalidArgumentError(absl::StrCat("path has a '..' component: ", name));
+      return absl::InvalidArgumentError(absl::StrCat("path has a '..' component: ", Echo(name)));
     }
     if (!component.empty() && component != ".") out.push_back(std::move(component));
     start = end + 1;
@@ -72,12 +74,16 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, const std::string& rel, int flag
   if (fd < 0) {
     int err = errno;
     if (err == EXDEV) {
-      return absl::InvalidArgumentError(absl::StrCat("path escapes its root: ", rel));
+      return absl::InvalidArgumentError(absl::StrCat("path escapes its root: ", Echo(rel)));
     }
     if (err == ELOOP) {
-      return absl::InvalidArgumentError(absl::StrCat("path goes through a symlink: ", rel));
+      // With symlinks allowed, ELOOP is a loop (or a chain too long to follow).
+      return absl::InvalidArgumentError(
+          (resolve & RESOLVE_NO_SYMLINKS) != 0
+              ? absl::StrCat("path goes through a symlink: ", Echo(rel))
+              : absl::StrCat("path is a symlink loop: ", Echo(rel)));
     }
-    return ErrnoStatus(err, "openat2", rel);
+    return ErrnoStatus(err, "openat2", Echo(rel));
   }
   return UniqueFd(fd);
 }

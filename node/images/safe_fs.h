@@ -52,8 +52,8 @@ inline constexpr uint64_t kResolveNoSymlinks =
 inline constexpr uint64_t kResolveBeneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 
 // openat2(dirfd, rel, flags, resolve). `rel` empty opens dirfd's directory itself.
-// Errors: NotFound (ENOENT), InvalidArgument (escapes the root: EXDEV, or a symlink where
-// none is allowed: ELOOP), otherwise the errno mapping.
+// Errors: NotFound (ENOENT), InvalidArgument (escapes the root: EXDEV; ELOOP: a symlink where
+// none is allowed, or a symlink loop), otherwise the errno mapping.
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, const std::string& rel, int flags,
                                      uint64_t resolve);
 
