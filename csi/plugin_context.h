@@ -32,7 +32,6 @@ struct PluginContext {
   // Shared with the admin service so SIGTERM waits for both kinds of call.
   CallGate gate;
 
-
   // Runs `body` for CSI method `method` about `volume` ("" when none), logs and measures it, and
   // returns its result as a grpc::Status. UNAVAILABLE until recovery is done.
   grpc::Status Call(const char* method, const std::string& volume,

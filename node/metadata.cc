@@ -298,8 +298,8 @@ absl::Status Metadata::Backup(const std::string& destination) {
       if (rc != SQLITE_DONE) status = SqliteError(target, "backup");
     }
   }
-  if (status.ok() && sqlite3_exec(target, "PRAGMA journal_mode=DELETE", nullptr, nullptr,
-                                  nullptr) != SQLITE_OK) {
+  if (status.ok() &&
+      sqlite3_exec(target, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     status = SqliteError(target, "backup journal mode");
   }
   sqlite3_close(target);

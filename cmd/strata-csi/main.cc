@@ -153,8 +153,8 @@ absl::Status Run() {
     // Say why: a read-only or full root is not "another plugin".
     if (errno == EROFS) {
       return absl::FailedPreconditionError(
-          absl::StrCat("the store ", root, " is on a read-only filesystem (cannot open ",
-                       lock_path, " for writing); remount it read-write or choose another --root"));
+          absl::StrCat("the store ", root, " is on a read-only filesystem (cannot open ", lock_path,
+                       " for writing); remount it read-write or choose another --root"));
     }
     return ErrnoStatus(errno, "open the store's lock file", lock_path);
   }
