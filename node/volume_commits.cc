@@ -169,7 +169,11 @@ absl::StatusOr<CommitResult> VolumeManager::CommitVolume(
   if (!usage.ok()) {
     LogWarning("commit failed; undoing it",
                {{"volume", volume.id}, {"error", usage.status().ToString()}});
-    (void)RecoverPendingCommit(volume);
+    absl::Status undone = RecoverPendingCommit(volume);
+    if (!undone.ok()) {
+      LogError("could not undo a failed commit; start-up recovery will retry",
+               {{"volume", volume.id}, {"error", undone.ToString()}});
+    }
     return usage.status();
   }
   result.size_bytes = usage->bytes;
@@ -231,18 +235,21 @@ absl::Status VolumeManager::RecoverPendingCommit(VolumeRecord volume) {
   LogWarning("undoing an interrupted commit",
              {{"volume", volume.id}, {"layer", chain_id}, {"pending", volume.pending}});
   volume.pending = "";
-  RETURN_IF_ERROR(metadata_->InTransaction([&]() -> absl::Status {
+  // Data before metadata: on a full disk the half-made copy is what holds the space, and the
+  // metadata write below may need some of it. The records still say "creating" meanwhile, so a
+  // crash here only repeats this undo.
+  for (const std::string& id : remove) {
+    if (id == volume.active_id) continue;  // never the writable layer the volume uses
+    RETURN_IF_ERROR(driver_->Remove(id));
+  }
+  metadata_->MakeRoomForDelete();
+  return metadata_->InTransaction([&]() -> absl::Status {
     if (!chain_id.empty()) {
       ASSIGN_OR_RETURN(std::optional<LayerRecord> layer, metadata_->GetLayer(chain_id));
       if (layer && layer->state != "ready") RETURN_IF_ERROR(metadata_->DeleteLayer(chain_id));
     }
     return metadata_->PutVolume(volume);
-  }));
-  for (const std::string& id : remove) {
-    if (id == volume.active_id) continue;  // never the writable layer the volume uses
-    RETURN_IF_ERROR(driver_->Remove(id));
-  }
-  return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<CommitResult> VolumeManager::Commit(const std::string& volume_id,
@@ -286,12 +293,14 @@ absl::StatusOr<SnapshotRecord> VolumeManager::CreateSnapshot(const std::string& 
 absl::Status VolumeManager::DeleteSnapshot(const std::string& snapshot_id) {
   ASSIGN_OR_RETURN(std::optional<SnapshotRecord> snapshot, metadata_->GetSnapshot(snapshot_id));
   if (!snapshot) return absl::OkStatus();
+  metadata_->MakeRoomForDelete();  // deletes free space, so they must work on a full disk
   RETURN_IF_ERROR(metadata_->DeleteSnapshot(snapshot_id));
   // Free what only this snapshot kept alive (its commit layers); shared layers stay.
   ASSIGN_OR_RETURN(GcResult collected, layers_->CollectUnreferencedCommits());
   LogInfo("snapshot deleted", {{"snapshot", snapshot_id},
                                {"layers_freed", std::to_string(collected.removed_chain_ids.size())},
                                {"bytes_freed", std::to_string(collected.bytes_freed)}});
+  metadata_->RestoreReserve();
   return absl::OkStatus();
 }
 

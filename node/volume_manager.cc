@@ -189,12 +189,14 @@ absl::Status VolumeManager::Delete(const std::string& volume_id) {
     return absl::FailedPreconditionError(
         absl::StrCat("volume ", volume_id, " is still staged at ", volume->staging_path));
   }
+  metadata_->MakeRoomForDelete();  // deletes free space, so they must work on a full disk
   RETURN_IF_ERROR(RemoveVolume(*volume));
   // Commit layers only this volume's chain used (its rebased history) go with it.
   ASSIGN_OR_RETURN(GcResult collected, layers_->CollectUnreferencedCommits());
   LogInfo("volume deleted", {{"volume", volume_id},
                              {"name", volume->name},
                              {"layers_freed", std::to_string(collected.removed_chain_ids.size())}});
+  metadata_->RestoreReserve();
   return absl::OkStatus();
 }
 
@@ -512,12 +514,18 @@ absl::Status VolumeManager::RecoverVolume(VolumeRecord volume) {
 absl::Status VolumeManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, metadata_->ListVolumes());
   std::vector<std::string> keep;
+  bool removed_volumes = false;
   for (const VolumeRecord& volume : volumes) {
     RETURN_IF_ERROR(RecoverVolume(volume));
     if (volume.state != kVolumeCreating && volume.state != kVolumeDeleting)
       keep.push_back(volume.active_id);
+    else
+      removed_volumes = true;
   }
   RETURN_IF_ERROR(layers_->Recover(keep));
+  // A delete killed after its intent: its commit layers go now, as the finished call's would
+  // have (docs/snapshots.md), not at the next manual gc.
+  if (removed_volumes) RETURN_IF_ERROR(layers_->CollectUnreferencedCommits().status());
   RefreshGauges();
   LogInfo("recovery finished", {{"volumes", std::to_string(keep.size())}});
   return absl::OkStatus();

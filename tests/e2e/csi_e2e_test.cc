@@ -683,6 +683,34 @@ TEST_P(E2eTest, KillNineAtEveryStepThenRetrySucceeds) {
   }
 }
 
+// A delete killed after its intent or after removing the writable layer: the retried delete
+// (and the recovery before it) frees the volume's commit layers too, with no manual gc.
+TEST_P(E2eTest, KillDuringDeleteLeaksNoCommitLayers) {
+  Import(g_samples + "/layout", "sample:oci");
+  const int image_layers = LayerEntries();
+  for (const std::string point : {"delete-after-intent", "delete-after-remove"}) {
+    SCOPED_TRACE(point);
+    ::csi::v1::CreateVolumeResponse created;
+    ASSERT_TRUE(Create("pvc-" + point, "sample:oci", &created).ok());
+    const std::string volume_id = created.volume().volume_id();
+    // A snapshot of the unmounted volume rebases it onto a commit layer; deleting the
+    // snapshot leaves that layer alive only through the volume's chain.
+    ::csi::v1::CreateSnapshotResponse snapshot;
+    ASSERT_TRUE(Snapshot(volume_id, "snap-" + point, &snapshot).ok());
+    ASSERT_TRUE(DeleteSnapshot(snapshot.snapshot().snapshot_id()).ok());
+    ASSERT_GT(LayerEntries(), image_layers) << "the commit layer is in the volume's chain";
+    plugin_->Kill();
+    StartPlugin({{"STRATA_CRASH_POINT", point}});
+    grpc::Status status = Delete(volume_id);
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+    ASSERT_TRUE(plugin_->WaitForDeath(5000));
+    StartPlugin();
+    status = Delete(volume_id);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(LayerEntries(), image_layers) << "commit layers leaked under " << LayersDir();
+  }
+}
+
 // Snapshots are commits: what the external-snapshotter and the provisioner do for a
 // VolumeSnapshot, a PVC restored from it, and a PVC cloned from another.
 TEST_P(E2eTest, SnapshotRestoreAndCloneAsTheSidecarsDoThem) {
