@@ -33,7 +33,9 @@ class SparseCopyTest : public ::testing::Test {
     ASSERT_EQ(mkdir(src_.c_str(), 0755), 0);
   }
   void TearDown() override {
-    if (!dir_.empty()) EXPECT_TRUE(RemoveTree(dir_).ok());
+    if (!dir_.empty()) {
+      EXPECT_TRUE(RemoveTree(dir_).ok());
+    }
   }
 
   std::string dir_, src_;
