@@ -525,7 +525,17 @@ absl::Status VolumeManager::Recover() {
   RETURN_IF_ERROR(layers_->Recover(keep));
   // A delete killed after its intent: its commit layers go now, as the finished call's would
   // have (docs/snapshots.md), not at the next manual gc.
-  if (removed_volumes) RETURN_IF_ERROR(layers_->CollectUnreferencedCommits().status());
+  // Freeing space must never keep the plugin from starting (a full disk, say): warn and let
+  // the next delete or gc collect them.
+  if (removed_volumes) {
+    absl::Status collected = layers_->CollectUnreferencedCommits().status();
+    if (!collected.ok()) {
+      LogWarning(
+          "recovery: could not collect commit layers of removed volumes; the next delete "
+          "or gc will",
+          {{"error", collected.ToString()}});
+    }
+  }
   RefreshGauges();
   LogInfo("recovery finished", {{"volumes", std::to_string(keep.size())}});
   return absl::OkStatus();
