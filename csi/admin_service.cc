@@ -757,6 +757,11 @@ absl::Status AdminService::DoSave(const pb::SaveRequest& request, pb::SaveRespon
   if (request.path().empty())
     return absl::InvalidArgumentError("path is required: where to write the image on the node");
   RETURN_IF_ERROR(node::ValidateRequestPath(request.path(), "path"));
+  // Never into the store: its database, sockets, layers and scratch space are not outputs.
+  if (node::ResolvesWithin(request.path(), volumes_->root())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path ", request.path(), " lies inside Strata's store ", volumes_->root()));
+  }
   images::ImageFormat format;
   switch (request.format()) {
     case pb::SaveRequest::FORMAT_UNSPECIFIED:
@@ -775,7 +780,7 @@ absl::Status AdminService::DoSave(const pb::SaveRequest& request, pb::SaveRespon
     tags.push_back(tag);
   }
   ASSIGN_OR_RETURN(node::SaveResult result,
-                   exporter_->Save(request.ref(), request.path(), format, tags));
+                   exporter_->Save(request.ref(), request.path(), format, tags, request.force()));
   response->set_path(request.path());
   response->set_chain_id(result.chain_id);
   for (const std::string& diff_id : result.diff_ids) response->add_diff_ids(diff_id);

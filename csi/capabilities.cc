@@ -1,6 +1,7 @@
 #include "csi/capabilities.h"
 
 #include "absl/strings/str_cat.h"
+#include "csi/request_validation.h"
 
 namespace strata::csi {
 
@@ -28,12 +29,8 @@ absl::Status CheckCapability(const VolumeCapability& capability) {
           "access mode ", VolumeCapability::AccessMode::Mode_Name(capability.access_mode().mode()),
           " is not supported: Strata volumes live on one node"));
   }
-  for (const std::string& flag : capability.mount().mount_flags()) {
-    if (flag != "ro" && flag != "rw") {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "mount flag \"", flag, "\" is not supported (only ro/rw; use readonly for read-only)"));
-    }
-  }
+  // Kubernetes mountOptions: the safe VFS flags (csi/request_validation.h).
+  if (capability.has_mount()) return ValidateMountFlags(capability.mount().mount_flags());
   return absl::OkStatus();
 }
 

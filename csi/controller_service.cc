@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "csi/capabilities.h"
+#include "csi/request_validation.h"
 
 namespace strata::csi {
 
@@ -51,18 +52,17 @@ void ControllerService::FillVolume(const node::VolumeRecord& record,
 grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
                                              const ::csi::v1::CreateVolumeRequest* request,
                                              ::csi::v1::CreateVolumeResponse* response) {
-  return context_->Call("CreateVolume", request->name(), [&]() -> absl::Status {
-    if (request->name().empty()) return absl::InvalidArgumentError("name is required");
-    if (request->name().size() > 128)
-      return absl::InvalidArgumentError("name is longer than 128 bytes");
+  return context_->Call("CreateVolume", Echo(request->name()), [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateName(request->name(), "name"));
     RETURN_IF_ERROR(CheckCapabilities(request->volume_capabilities()));
+    RETURN_IF_ERROR(ValidateMap(request->parameters(), "parameters"));
     std::string image;
     std::vector<std::string> unknown;
     for (const auto& [key, value] : request->parameters()) {
       if (key == kImageParameter)
         image = value;
       else if (!absl::StartsWith(key, kProvisionerPrefix))
-        unknown.push_back(key);
+        unknown.push_back(Echo(key));
     }
     if (!unknown.empty()) {
       std::sort(unknown.begin(), unknown.end());
@@ -72,10 +72,13 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
     std::string source_snapshot, source_volume;
     if (request->has_volume_content_source()) {
       const auto& source = request->volume_content_source();
-      if (source.has_snapshot())
+      if (source.has_snapshot()) {
         source_snapshot = source.snapshot().snapshot_id();
-      else if (source.has_volume())
+        RETURN_IF_ERROR(ValidateOptionalId(source_snapshot, "volume_content_source.snapshot_id"));
+      } else if (source.has_volume()) {
         source_volume = source.volume().volume_id();
+        RETURN_IF_ERROR(ValidateOptionalId(source_volume, "volume_content_source.volume_id"));
+      }
       if (source_snapshot.empty() && source_volume.empty()) {
         return absl::InvalidArgumentError(
             "volume_content_source must name a snapshot_id or a volume_id");
@@ -147,8 +150,8 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
 grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
                                              const ::csi::v1::DeleteVolumeRequest* request,
                                              ::csi::v1::DeleteVolumeResponse*) {
-  return context_->Call("DeleteVolume", request->volume_id(), [&]() -> absl::Status {
-    if (request->volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
+  return context_->Call("DeleteVolume", Echo(request->volume_id()), [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateId(request->volume_id(), "volume_id"));
     ASSIGN_OR_RETURN(
         node::VolumeLocks::Lock lock,
         context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
@@ -159,31 +162,32 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
 grpc::Status ControllerService::ValidateVolumeCapabilities(
     grpc::ServerContext*, const ::csi::v1::ValidateVolumeCapabilitiesRequest* request,
     ::csi::v1::ValidateVolumeCapabilitiesResponse* response) {
-  return context_->Call("ValidateVolumeCapabilities", request->volume_id(), [&]() -> absl::Status {
-    if (request->volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
-    if (request->volume_capabilities().empty())
-      return absl::InvalidArgumentError("volume_capabilities must not be empty");
-    ASSIGN_OR_RETURN(node::VolumeRecord record, context_->volumes->Get(request->volume_id()));
-    for (const auto& capability : request->volume_capabilities()) {
-      absl::Status status = CheckCapability(capability);
-      if (absl::IsInvalidArgument(status)) return status;
-      if (!status.ok()) {
-        response->set_message(std::string(status.message()));
-        return absl::OkStatus();  // not confirmed: `confirmed` stays unset
-      }
-    }
-    for (const auto& [key, value] : request->parameters()) {
-      if (key != kImageParameter && !absl::StartsWith(key, kProvisionerPrefix)) {
-        response->set_message(absl::StrCat("unknown parameter ", key));
+  return context_->Call(
+      "ValidateVolumeCapabilities", Echo(request->volume_id()), [&]() -> absl::Status {
+        RETURN_IF_ERROR(ValidateId(request->volume_id(), "volume_id"));
+        if (request->volume_capabilities().empty())
+          return absl::InvalidArgumentError("volume_capabilities must not be empty");
+        ASSIGN_OR_RETURN(node::VolumeRecord record, context_->volumes->Get(request->volume_id()));
+        for (const auto& capability : request->volume_capabilities()) {
+          absl::Status status = CheckCapability(capability);
+          if (absl::IsInvalidArgument(status)) return status;
+          if (!status.ok()) {
+            response->set_message(std::string(status.message()));
+            return absl::OkStatus();  // not confirmed: `confirmed` stays unset
+          }
+        }
+        for (const auto& [key, value] : request->parameters()) {
+          if (key != kImageParameter && !absl::StartsWith(key, kProvisionerPrefix)) {
+            response->set_message(absl::StrCat("unknown parameter ", Echo(key)));
+            return absl::OkStatus();
+          }
+        }
+        auto* confirmed = response->mutable_confirmed();
+        *confirmed->mutable_volume_context() = request->volume_context();
+        *confirmed->mutable_volume_capabilities() = request->volume_capabilities();
+        *confirmed->mutable_parameters() = request->parameters();
         return absl::OkStatus();
-      }
-    }
-    auto* confirmed = response->mutable_confirmed();
-    *confirmed->mutable_volume_context() = request->volume_context();
-    *confirmed->mutable_volume_capabilities() = request->volume_capabilities();
-    *confirmed->mutable_parameters() = request->parameters();
-    return absl::OkStatus();
-  });
+      });
 }
 
 grpc::Status ControllerService::ListVolumes(grpc::ServerContext*,
@@ -201,8 +205,8 @@ grpc::Status ControllerService::ListVolumes(grpc::ServerContext*,
         return v.id >= request->starting_token();
       });
       if (first == volumes.end() || first->id != request->starting_token()) {
-        return absl::AbortedError(absl::StrCat("starting_token ", request->starting_token(),
-                                               " does not name a volume; list again"));
+        return absl::AbortedError(absl::StrCat("starting_token \"", Echo(request->starting_token()),
+                                               "\" does not name a volume; list again"));
       }
     }
     int limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
@@ -246,14 +250,14 @@ void ControllerService::FillSnapshot(const node::SnapshotRecord& record,
 grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,
                                                const ::csi::v1::CreateSnapshotRequest* request,
                                                ::csi::v1::CreateSnapshotResponse* response) {
-  return context_->Call("CreateSnapshot", request->source_volume_id(), [&]() -> absl::Status {
-    if (request->name().empty()) return absl::InvalidArgumentError("name is required");
-    if (request->source_volume_id().empty())
-      return absl::InvalidArgumentError("source_volume_id is required");
+  return context_->Call("CreateSnapshot", Echo(request->source_volume_id()), [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateName(request->name(), "name"));
+    RETURN_IF_ERROR(ValidateId(request->source_volume_id(), "source_volume_id"));
+    RETURN_IF_ERROR(ValidateMap(request->parameters(), "parameters"));
     for (const auto& [key, value] : request->parameters()) {
       if (!absl::StartsWith(key, kProvisionerPrefix)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("unknown snapshot parameter ", key, "; Strata accepts none"));
+            absl::StrCat("unknown snapshot parameter ", Echo(key), "; Strata accepts none"));
       }
     }
     // One commit per volume at a time, and one call per snapshot name: concurrent calls for
@@ -275,9 +279,8 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,
 grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*,
                                                const ::csi::v1::DeleteSnapshotRequest* request,
                                                ::csi::v1::DeleteSnapshotResponse*) {
-  return context_->Call("DeleteSnapshot", request->snapshot_id(), [&]() -> absl::Status {
-    if (request->snapshot_id().empty())
-      return absl::InvalidArgumentError("snapshot_id is required");
+  return context_->Call("DeleteSnapshot", Echo(request->snapshot_id()), [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateId(request->snapshot_id(), "snapshot_id"));
     ASSIGN_OR_RETURN(node::VolumeLocks::Lock lock,
                      context_->locks->TryAcquire("snapshot-id/" + request->snapshot_id(),
                                                  "snapshot " + request->snapshot_id()));
@@ -288,7 +291,9 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*,
 grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
                                               const ::csi::v1::ListSnapshotsRequest* request,
                                               ::csi::v1::ListSnapshotsResponse* response) {
-  return context_->Call("ListSnapshots", request->source_volume_id(), [&]() -> absl::Status {
+  return context_->Call("ListSnapshots", Echo(request->source_volume_id()), [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateOptionalId(request->snapshot_id(), "snapshot_id"));
+    RETURN_IF_ERROR(ValidateOptionalId(request->source_volume_id(), "source_volume_id"));
     if (request->max_entries() < 0)
       return absl::InvalidArgumentError("max_entries must not be negative");
     ASSIGN_OR_RETURN(std::vector<node::SnapshotRecord> all, context_->volumes->ListSnapshots());
@@ -307,8 +312,8 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
         return snapshot.id >= request->starting_token();
       });
       if (first == snapshots.end() || first->id != request->starting_token()) {
-        return absl::AbortedError(absl::StrCat("starting_token ", request->starting_token(),
-                                               " does not name a snapshot; list again"));
+        return absl::AbortedError(absl::StrCat("starting_token \"", Echo(request->starting_token()),
+                                               "\" does not name a snapshot; list again"));
       }
     }
     int limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
@@ -323,9 +328,8 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
 grpc::Status ControllerService::GetSnapshot(grpc::ServerContext*,
                                             const ::csi::v1::GetSnapshotRequest* request,
                                             ::csi::v1::GetSnapshotResponse* response) {
-  return context_->Call("GetSnapshot", request->snapshot_id(), [&]() -> absl::Status {
-    if (request->snapshot_id().empty())
-      return absl::InvalidArgumentError("snapshot_id is required");
+  return context_->Call("GetSnapshot", Echo(request->snapshot_id()), [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateId(request->snapshot_id(), "snapshot_id"));
     ASSIGN_OR_RETURN(node::SnapshotRecord snapshot,
                      context_->volumes->GetSnapshot(request->snapshot_id()));
     FillSnapshot(snapshot, response->mutable_snapshot());

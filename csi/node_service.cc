@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "csi/capabilities.h"
+#include "csi/request_validation.h"
 #include "node/paths.h"
 
 namespace strata::csi {
@@ -15,8 +16,7 @@ namespace {
 constexpr char kEphemeralKey[] = "csi.storage.k8s.io/ephemeral";
 
 absl::Status RequireVolumeId(const std::string& volume_id) {
-  if (volume_id.empty()) return absl::InvalidArgumentError("volume_id is required");
-  return absl::OkStatus();
+  return ValidateId(volume_id, "volume_id");
 }
 
 absl::Status RequireCapability(bool has_capability, const ::csi::v1::VolumeCapability& capability) {
@@ -29,10 +29,9 @@ absl::Status RequireCapability(bool has_capability, const ::csi::v1::VolumeCapab
 grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*,
                                           const ::csi::v1::NodeStageVolumeRequest* request,
                                           ::csi::v1::NodeStageVolumeResponse*) {
-  return context_->Call("NodeStageVolume", request->volume_id(), [&]() -> absl::Status {
+  return context_->Call("NodeStageVolume", Echo(request->volume_id()), [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
-    RETURN_IF_ERROR(
-        node::ValidateRequestPath(request->staging_target_path(), "staging_target_path"));
+    RETURN_IF_ERROR(ValidatePath(request->staging_target_path(), "staging_target_path"));
     RETURN_IF_ERROR(
         RequireCapability(request->has_volume_capability(), request->volume_capability()));
     ASSIGN_OR_RETURN(
@@ -45,10 +44,9 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*,
 grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*,
                                             const ::csi::v1::NodeUnstageVolumeRequest* request,
                                             ::csi::v1::NodeUnstageVolumeResponse*) {
-  return context_->Call("NodeUnstageVolume", request->volume_id(), [&]() -> absl::Status {
+  return context_->Call("NodeUnstageVolume", Echo(request->volume_id()), [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
-    RETURN_IF_ERROR(
-        node::ValidateRequestPath(request->staging_target_path(), "staging_target_path"));
+    RETURN_IF_ERROR(ValidatePath(request->staging_target_path(), "staging_target_path"));
     ASSIGN_OR_RETURN(
         node::VolumeLocks::Lock lock,
         context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
@@ -59,16 +57,33 @@ grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*,
 grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
                                             const ::csi::v1::NodePublishVolumeRequest* request,
                                             ::csi::v1::NodePublishVolumeResponse*) {
-  return context_->Call("NodePublishVolume", request->volume_id(), [&]() -> absl::Status {
+  return context_->Call("NodePublishVolume", Echo(request->volume_id()), [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
-    RETURN_IF_ERROR(node::ValidateRequestPath(request->target_path(), "target_path"));
+    RETURN_IF_ERROR(ValidatePath(request->target_path(), "target_path"));
     RETURN_IF_ERROR(
         RequireCapability(request->has_volume_capability(), request->volume_capability()));
+    RETURN_IF_ERROR(ValidateMap(request->volume_context(), "volume_context"));
+    if (!request->staging_target_path().empty()) {
+      RETURN_IF_ERROR(ValidatePath(request->staging_target_path(), "staging_target_path"));
+      // Publishing at the staging path would mount the volume over itself, and the unpublish
+      // would then take the staging mount away under every other publication.
+      if (CleanPath(request->target_path()) == CleanPath(request->staging_target_path())) {
+        return absl::InvalidArgumentError("target_path must differ from staging_target_path: \"" +
+                                          Echo(request->target_path()) + "\"");
+      }
+    }
     bool read_only =
         request->readonly() || request->volume_capability().access_mode().mode() ==
                                    ::csi::v1::VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY;
-    for (const std::string& flag : request->volume_capability().mount().mount_flags())
-      read_only = read_only || flag == "ro";
+    // ro/rw decide read_only; the other safe flags (checked by RequireCapability) go to the
+    // bind mount the pod sees.
+    std::vector<std::string> flags;
+    for (const std::string& flag : request->volume_capability().mount().mount_flags()) {
+      if (flag == "ro")
+        read_only = true;
+      else if (flag != "rw")
+        flags.push_back(flag);
+    }
     const auto& context = request->volume_context();
     auto ephemeral = context.find(kEphemeralKey);
     bool is_ephemeral = ephemeral != context.end() && ephemeral->second == "true";
@@ -79,25 +94,23 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
       auto image = context.find("image");
       return context_->volumes->PublishEphemeral(request->volume_id(),
                                                  image == context.end() ? "" : image->second,
-                                                 request->target_path(), read_only);
+                                                 request->target_path(), read_only, flags);
     }
     if (request->staging_target_path().empty()) {
       return absl::FailedPreconditionError(
           "staging_target_path is required: Strata stages volumes (STAGE_UNSTAGE_VOLUME)");
     }
-    RETURN_IF_ERROR(
-        node::ValidateRequestPath(request->staging_target_path(), "staging_target_path"));
     return context_->volumes->Publish(request->volume_id(), request->staging_target_path(),
-                                      request->target_path(), read_only);
+                                      request->target_path(), read_only, flags);
   });
 }
 
 grpc::Status NodeService::NodeUnpublishVolume(grpc::ServerContext*,
                                               const ::csi::v1::NodeUnpublishVolumeRequest* request,
                                               ::csi::v1::NodeUnpublishVolumeResponse*) {
-  return context_->Call("NodeUnpublishVolume", request->volume_id(), [&]() -> absl::Status {
+  return context_->Call("NodeUnpublishVolume", Echo(request->volume_id()), [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
-    RETURN_IF_ERROR(node::ValidateRequestPath(request->target_path(), "target_path"));
+    RETURN_IF_ERROR(ValidatePath(request->target_path(), "target_path"));
     ASSIGN_OR_RETURN(
         node::VolumeLocks::Lock lock,
         context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
@@ -108,9 +121,9 @@ grpc::Status NodeService::NodeUnpublishVolume(grpc::ServerContext*,
 grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
                                              const ::csi::v1::NodeGetVolumeStatsRequest* request,
                                              ::csi::v1::NodeGetVolumeStatsResponse* response) {
-  return context_->Call("NodeGetVolumeStats", request->volume_id(), [&]() -> absl::Status {
+  return context_->Call("NodeGetVolumeStats", Echo(request->volume_id()), [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
-    RETURN_IF_ERROR(node::ValidateRequestPath(request->volume_path(), "volume_path"));
+    RETURN_IF_ERROR(ValidatePath(request->volume_path(), "volume_path"));
     // Stats only read; they take no lock so a slow walk never makes a publish ABORT.
     ASSIGN_OR_RETURN(node::VolumeUsage usage,
                      context_->volumes->Usage(request->volume_id(), request->volume_path()));

@@ -1,7 +1,10 @@
 #include "node/exporter.h"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +26,61 @@ namespace {
 // Shortest layer-id prefix accepted: 12 hex digits, as `stratactl layers` prints them.
 constexpr size_t kMinPrefixHex = 12;
 constexpr char kDigestPrefix[] = "sha256:";
+
+// What lies at a save's output path before the save.
+absl::Status CheckSaveOutput(const std::string& out_path, bool replace_regular_file, bool* exists) {
+  struct stat st;
+  *exists = false;
+  if (lstat(out_path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(errno, "stat", out_path);
+  }
+  *exists = true;
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(out_path, " exists and is not a regular file; save never replaces it"));
+  }
+  if (!replace_regular_file) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(out_path, " already exists; --force replaces a regular file"));
+  }
+  return absl::OkStatus();
+}
+
+void RemoveOutput(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode))
+    (void)RemoveTree(path);
+  else
+    (void)unlink(path.c_str());
+}
+
+// Moves the finished output `temp` to `out_path`: never over anything, except (when
+// `replace_regular_file`) over a regular file, checked again right before the rename.
+absl::Status PlaceOutput(const std::string& temp, const std::string& out_path,
+                         bool replace_regular_file) {
+  bool exists = false;
+  RETURN_IF_ERROR(CheckSaveOutput(out_path, replace_regular_file, &exists));
+  if (exists) {
+    struct stat st;
+    if (lstat(temp.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+      // A file over a file: rename(2) replaces it atomically.
+      if (rename(temp.c_str(), out_path.c_str()) != 0)
+        return ErrnoStatus(errno, "rename to", out_path);
+      return absl::OkStatus();
+    }
+    // A folder (OCI layout) cannot be renamed over a file: remove the file first.
+    if (unlink(out_path.c_str()) != 0 && errno != ENOENT)
+      return ErrnoStatus(errno, "unlink", out_path);
+  }
+  if (renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, out_path.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST)
+      return absl::AlreadyExistsError(absl::StrCat(out_path, " appeared while saving"));
+    return ErrnoStatus(errno, "rename to", out_path);
+  }
+  return absl::OkStatus();
+}
 
 bool IsLowerHex(const std::string& text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
@@ -348,8 +406,16 @@ absl::StatusOr<std::vector<images::TreeChange>> Exporter::Diff(const std::string
 
 absl::StatusOr<SaveResult> Exporter::Save(const std::string& ref, const std::string& out_path,
                                           images::ImageFormat format,
-                                          const std::vector<std::string>& references) {
+                                          const std::vector<std::string>& references,
+                                          bool replace_regular_file) {
   auto started = std::chrono::steady_clock::now();
+  bool output_exists = false;  // fail before the work, and check again before the rename
+  RETURN_IF_ERROR(CheckSaveOutput(out_path, replace_regular_file, &output_exists));
+  size_t slash = out_path.rfind('/');
+  if (slash == std::string::npos) return absl::InvalidArgumentError("save path must be absolute");
+  std::string temp_path = absl::StrCat(
+      out_path.substr(0, slash), "/.strata-save-", RandomHex(8),
+      out_path.size() >= 4 && out_path.compare(out_path.size() - 4, 4, ".tar") == 0 ? ".tar" : "");
   ASSIGN_OR_RETURN(ResolvedRef resolved, Resolve(ref));
   auto pin = layers_->PinLayers();
   ASSIGN_OR_RETURN(std::vector<LayerRecord> chain, LayersOf(resolved.chain_id));
@@ -399,11 +465,15 @@ absl::StatusOr<SaveResult> Exporter::Save(const std::string& ref, const std::str
       image.layers.push_back({tar, exported.diff_id, layer.created_unix, comment});
     }
     if (!lower.empty()) RETURN_IF_ERROR(work.Unmount(lower));
-    return images::WriteImage(image, out_path, format);
+    return images::WriteImage(image, temp_path, format);
   }();
   absl::Status closed = work.Close();
   if (status.ok()) status = closed;
-  RETURN_IF_ERROR(status);
+  if (status.ok()) status = PlaceOutput(temp_path, out_path, replace_regular_file);
+  if (!status.ok()) {
+    RemoveOutput(temp_path);
+    return status;
+  }
 
   SaveResult result;
   result.chain_id = resolved.chain_id;

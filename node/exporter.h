@@ -97,9 +97,16 @@ class Exporter {
   // an image name, that name. The config is the image's own (`ref` an image) or that of the
   // deepest image the chain stands on, with diff_ids and history rewritten for the new layers.
   // Nothing is left at `out_path` when it fails.
+  //
+  // The output is made new: written beside `out_path` under a temporary name and renamed into
+  // place without replacing anything (RENAME_NOREPLACE), so an existing `out_path` is
+  // AlreadyExists. With `replace_regular_file` an existing regular file is replaced; anything
+  // else there (a folder, a socket, a device node, a symlink) is FailedPrecondition, never
+  // replaced. The caller checks that `out_path` lies outside the store.
   absl::StatusOr<SaveResult> Save(const std::string& ref, const std::string& out_path,
                                   images::ImageFormat format,
-                                  const std::vector<std::string>& references);
+                                  const std::vector<std::string>& references,
+                                  bool replace_regular_file = false);
 
  private:
   class Workspace;

@@ -33,6 +33,16 @@ absl::Status ValidateRequestPath(const std::string& path, const std::string& fie
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> ChildPath(const std::string& dir, const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.size() > NAME_MAX ||
+      name.find('/') != std::string::npos || name.find('\0') != std::string::npos) {
+    // The name is not quoted: it may be megabytes of anything.
+    return absl::InvalidArgumentError(
+        absl::StrCat("a ", name.size(), "-byte name is not a single path component inside ", dir));
+  }
+  return absl::StrCat(dir, "/", name);
+}
+
 absl::Status PrepareMountTarget(const std::string& path, bool create) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {

@@ -19,6 +19,11 @@ using drivers::RemoveTree;
 // PATH_MAX. `field` names the request field in the error ("target_path").
 absl::Status ValidateRequestPath(const std::string& path, const std::string& field);
 
+// `dir` + "/" + `name` when `name` is one path component that stays inside `dir`: not empty,
+// not "." or "..", no '/' or NUL, at most NAME_MAX bytes. InvalidArgument otherwise. Every
+// on-disk path the node builds from request data (an ephemeral volume id) goes through it.
+absl::StatusOr<std::string> ChildPath(const std::string& dir, const std::string& name);
+
 // A directory the plugin may mount onto: it exists (it is created when `create` and missing),
 // is a directory, and is not itself a symlink (a symlink there could point anywhere).
 absl::Status PrepareMountTarget(const std::string& path, bool create);

@@ -287,7 +287,8 @@ absl::Status VolumeManager::Unstage(const std::string& volume_id, const std::str
 }
 
 absl::Status VolumeManager::Publish(const std::string& volume_id, const std::string& staging_path,
-                                    const std::string& target_path, bool read_only) {
+                                    const std::string& target_path, bool read_only,
+                                    const std::vector<std::string>& mount_flags) {
   RETURN_IF_ERROR(CheckOutsideRoot(target_path, "target_path"));
   ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
   if (volume.state != kVolumeStaged ||
@@ -318,7 +319,9 @@ absl::Status VolumeManager::Publish(const std::string& volume_id, const std::str
   RETURN_IF_ERROR(PrepareMountTarget(target_path, /*create=*/true));
   PublicationRecord publication{volume_id, target_path, read_only, "publishing"};
   RETURN_IF_ERROR(metadata_->PutPublication(publication));
-  sys::Mount bind{"bind", volume.staging_path, {read_only ? "ro" : "rw"}};
+  sys::Mount bind{"bind", volume.staging_path, {read_only ? "ro" : "rw", "nodev"}};
+  for (const std::string& flag : mount_flags)
+    if (flag != "nodev") bind.options.push_back(flag);
   absl::Status mounted;
   {
     MountTimer timer(metrics_, "publish");
@@ -338,7 +341,11 @@ absl::Status VolumeManager::Publish(const std::string& volume_id, const std::str
 }
 
 absl::Status VolumeManager::PublishEphemeral(const std::string& volume_id, const std::string& image,
-                                             const std::string& target_path, bool read_only) {
+                                             const std::string& target_path, bool read_only,
+                                             const std::vector<std::string>& mount_flags) {
+  // The id names the private mount folder: checked before anything is recorded or made, so a
+  // hostile id ("..", "../../x", "a/b") can neither escape volumes_dir nor leave a row behind.
+  ASSIGN_OR_RETURN(std::string private_mount, ChildPath(options_.volumes_dir, volume_id));
   RETURN_IF_ERROR(CheckOutsideRoot(target_path, "target_path"));
   ASSIGN_OR_RETURN(std::optional<VolumeRecord> existing, metadata_->GetVolume(volume_id));
   if (existing && !existing->ephemeral) {
@@ -368,23 +375,60 @@ absl::Status VolumeManager::PublishEphemeral(const std::string& volume_id, const
     volume.ephemeral = true;
     RETURN_IF_ERROR(MakeVolume(std::move(volume)).status());
   }
-  std::string private_mount = absl::StrCat(options_.volumes_dir, "/", volume_id);
-  RETURN_IF_ERROR(MakeDirs(options_.volumes_dir, 0700));
-  RETURN_IF_ERROR(StageAt(volume_id, private_mount));
-  return Publish(volume_id, private_mount, target_path, read_only);
+  absl::Status published = [&]() -> absl::Status {
+    RETURN_IF_ERROR(MakeDirs(options_.volumes_dir, 0700));
+    RETURN_IF_ERROR(StageAt(volume_id, private_mount));
+    return Publish(volume_id, private_mount, target_path, read_only, mount_flags);
+  }();
+  if (published.ok()) return published;
+  // Nobody can reach an ephemeral volume without a publication: one left without any after a
+  // failed call (made now, or left by an earlier failed call) is torn down, not kept.
+  absl::StatusOr<std::vector<PublicationRecord>> left = metadata_->ListPublications(volume_id);
+  if (left.ok() && left->empty()) {
+    absl::Status removed = TearDownEphemeral(volume_id, private_mount);
+    if (!removed.ok()) {
+      LogWarning("failed ephemeral publish: teardown failed; the next call retries it",
+                 {{"volume", volume_id}, {"error", removed.ToString()}});
+    }
+  }
+  return published;
+}
+
+absl::Status VolumeManager::TearDownEphemeral(const std::string& volume_id,
+                                              const std::string& private_mount) {
+  ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  if (volume.state == kVolumeStaged) RETURN_IF_ERROR(Unstage(volume_id, volume.staging_path));
+  ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(private_mount));
+  if (mounted) RETURN_IF_ERROR(UnmountAll(private_mount));  // a stage that failed half-way
+  (void)rmdir(private_mount.c_str());
+  return Delete(volume_id);
 }
 
 absl::Status VolumeManager::Unpublish(const std::string& volume_id,
                                       const std::string& target_path) {
   absl::StatusOr<VolumeRecord> found = MustGet(volume_id);
-  if (absl::IsNotFound(found.status())) {
-    // A retry after the volume went away (an ephemeral volume torn down before the reply was
-    // lost): nothing is mounted there, so the work is done. Something mounted there that we
-    // do not know is not ours to take down.
+  absl::StatusOr<std::vector<PublicationRecord>> publications =
+      found.ok() ? metadata_->ListPublications(volume_id)
+                 : absl::StatusOr<std::vector<PublicationRecord>>(std::vector<PublicationRecord>{});
+  RETURN_IF_ERROR(publications.status());
+  bool recorded = false;
+  for (const PublicationRecord& publication : *publications)
+    recorded = recorded || publication.target_path == target_path;
+  if (!recorded) {
+    // Not a (volume, target) pair Strata made: a retry after the work was done (the volume may
+    // even be gone: an ephemeral volume torn down before the reply was lost), or a mistake.
+    // Either way nothing there is ours to unmount or remove: the target of another volume, its
+    // staging path, or a mount Strata never made.
     ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(target_path));
-    if (!mounted) return absl::OkStatus();
+    if (mounted) {
+      if (!found.ok()) return found.status();
+      return absl::FailedPreconditionError(
+          absl::StrCat("volume ", volume_id, " is not published at ", target_path,
+                       "; what is mounted there is not this volume's and stays"));
+    }
+    return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(VolumeRecord volume, std::move(found));
+  VolumeRecord volume = *std::move(found);
   RETURN_IF_ERROR(UnmountAll(target_path));
   RETURN_IF_ERROR(metadata_->DeletePublication(volume_id, target_path));
   // The CO expects the target gone after unpublish; only an empty directory is removed.
@@ -396,9 +440,8 @@ absl::Status VolumeManager::Unpublish(const std::string& volume_id,
   if (volume.ephemeral) {
     ASSIGN_OR_RETURN(std::vector<PublicationRecord> left, metadata_->ListPublications(volume_id));
     if (left.empty()) {
-      if (volume.state == kVolumeStaged) RETURN_IF_ERROR(Unstage(volume_id, volume.staging_path));
-      (void)rmdir(absl::StrCat(options_.volumes_dir, "/", volume_id).c_str());
-      RETURN_IF_ERROR(Delete(volume_id));
+      ASSIGN_OR_RETURN(std::string private_mount, ChildPath(options_.volumes_dir, volume_id));
+      RETURN_IF_ERROR(TearDownEphemeral(volume_id, private_mount));
     }
   }
   return absl::OkStatus();

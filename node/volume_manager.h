@@ -81,15 +81,27 @@ class VolumeManager {
   absl::StatusOr<VolumeRecord> Get(const std::string& volume_id);
   absl::StatusOr<std::vector<VolumeRecord>> List();
   absl::StatusOr<std::vector<PublicationRecord>> Publications(const std::string& volume_id);
+  // Strata's --root: nothing a request names may lie inside it (stratactl save's output).
+  const std::string& root() const { return options_.root; }
 
   absl::Status Stage(const std::string& volume_id, const std::string& staging_path);
   absl::Status Unstage(const std::string& volume_id, const std::string& staging_path);
+  // Binds the staged volume at `target_path`. The bind is always "nodev" (device nodes from an
+  // image never work in a pod's volume: docs/security.md); `mount_flags` adds the safe VFS
+  // flags the CO asked for (nosuid, noexec, noatime, ...; csi/request_validation.h checks them).
   absl::Status Publish(const std::string& volume_id, const std::string& staging_path,
-                       const std::string& target_path, bool read_only);
+                       const std::string& target_path, bool read_only,
+                       const std::vector<std::string>& mount_flags = {});
   // Ephemeral inline volume: a fresh writable layer on `image`, mounted at `target_path`.
+  // `volume_id` becomes a folder name under volumes_dir: it must be one path component. A call
+  // that fails leaves no volume behind (unless an earlier call had published it).
   absl::Status PublishEphemeral(const std::string& volume_id, const std::string& image,
-                                const std::string& target_path, bool read_only);
-  // Unmounts `target_path`; an ephemeral volume is torn down with it.
+                                const std::string& target_path, bool read_only,
+                                const std::vector<std::string>& mount_flags = {});
+  // Unmounts `target_path` when it is a publication of `volume_id` recorded by Publish; an
+  // ephemeral volume is torn down with its last one. A target Strata did not record for this
+  // volume is never unmounted nor removed: OK when nothing is mounted there (a retry),
+  // FailedPrecondition when something is.
   absl::Status Unpublish(const std::string& volume_id, const std::string& target_path);
 
   // Space and inodes of the writable layer; abnormal when the mount at `volume_path` is gone.
@@ -137,6 +149,8 @@ class VolumeManager {
   // Stage without the outside-the-store check: ephemeral volumes stage under volumes_dir.
   absl::Status StageAt(const std::string& volume_id, const std::string& staging_path);
   absl::StatusOr<VolumeRecord> MustGet(const std::string& volume_id);
+  // Unstages and deletes ephemeral volume `volume_id` whose private mount is `private_mount`.
+  absl::Status TearDownEphemeral(const std::string& volume_id, const std::string& private_mount);
   absl::Status MountVolume(const VolumeRecord& volume, const std::string& where);
   absl::Status UnmountAll(const std::string& where);
   absl::Status CheckOutsideRoot(const std::string& path, const std::string& field);

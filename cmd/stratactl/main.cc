@@ -66,9 +66,11 @@ Commands:
   history REF [--no-trunc]   the layers of an image, snapshot or layer, top first
   diff FROM TO               what changed from FROM to TO (A added, C changed, D deleted); each
                              a volume id (its current state), image, snapshot or layer id
-  save REF -o FILE [--format docker|oci] [--tag NAME]...
+  save REF -o FILE [--format docker|oci] [--tag NAME]... [--force]
                              write an image, snapshot or layer chain as a docker-save tar or an
-                             OCI layout (a folder, or a tar if FILE ends in .tar) on this node
+                             OCI layout (a folder, or a tar if FILE ends in .tar) on this node;
+                             FILE must not exist (--force replaces a regular file) and must
+                             lie outside the store
   version                    client and server versions
   help                       this text
 
@@ -91,6 +93,7 @@ struct Options {
   bool output_given = false;
   bool tree = false;
   bool dry_run = false;
+  bool force = false;
   bool help = false;
   std::vector<std::string> args;  // command first
 };
@@ -157,6 +160,9 @@ Options ParseArgs(int argc, char** argv) {
     } else if (flag == "--dry-run") {
       no_value();
       options.dry_run = true;
+    } else if (flag == "--force" || flag == "-f") {
+      no_value();
+      options.force = true;
     } else if (flag == "-h" || flag == "--help") {
       no_value();
       options.help = true;
@@ -238,7 +244,66 @@ void PrintTable(const std::vector<std::string>& header,
   for (const auto& row : rows) print_row(row);
 }
 
-void PrintJson(const Json& json) { std::cout << json.dump(2) << "\n"; }
+// Bytes that are not UTF-8 become U+FFFD rather than an exception: names are escaped before
+// they get here (EscapeName), this is the backstop for any other text the server sends.
+void PrintJson(const Json& json) {
+  std::cout << json.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+}
+
+// Length of the valid UTF-8 sequence at `text[i]` (2..4), or 0 when there is none.
+size_t Utf8SequenceAt(const std::string& text, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  unsigned char c = byte(i);
+  size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+  if (n == 0 || i + n > text.size()) return 0;
+  for (size_t k = 1; k < n; ++k)
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  uint32_t code = n == 2   ? ((c & 0x1F) << 6) | (byte(i + 1) & 0x3F)
+                  : n == 3 ? ((c & 0x0F) << 12) | ((byte(i + 1) & 0x3F) << 6) | (byte(i + 2) & 0x3F)
+                           : ((c & 0x07) << 18) | ((byte(i + 1) & 0x3F) << 12) |
+                                 ((byte(i + 2) & 0x3F) << 6) | (byte(i + 3) & 0x3F);
+  bool overlong = (n == 3 && code < 0x800) || (n == 4 && code < 0x10000);
+  if (overlong || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return 0;
+  return n;
+}
+
+// A file name's bytes as text, the way git quotes paths: valid UTF-8 stays as it is; `\`,
+// `"`, control bytes and bytes that are not UTF-8 become C escapes (\\, \", \n, \t, \ooo
+// octal). `*escaped` tells whether anything was escaped (text output then quotes the name).
+std::string EscapeName(const std::string& name, bool* escaped) {
+  std::string out;
+  *escaped = false;
+  for (size_t i = 0; i < name.size();) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c >= 0x80) {
+      size_t n = Utf8SequenceAt(name, i);
+      if (n > 0) {
+        out.append(name, i, n);
+        i += n;
+        continue;
+      }
+    }
+    ++i;
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
+      out += static_cast<char>(c);
+      continue;
+    }
+    *escaped = true;
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      char octal[5];
+      std::snprintf(octal, sizeof(octal), "\\%03o", c);
+      out += octal;
+    }
+  }
+  return out;
+}
 
 // ---- calls --------------------------------------------------------------------------------
 
@@ -728,16 +793,24 @@ int Diff(Client& client, const Options& options) {
   request.set_to_ref(options.args[2]);
   // Walks two whole trees: as long as that takes.
   pb::DiffResponse response = client.Call(&pb::Admin::Stub::Diff, request, /*long_running=*/true);
+  // Paths are bytes (a Linux name need not be UTF-8): printed escaped (EscapeName); text
+  // output quotes an escaped name like git does, JSON holds the escaped text.
   if (options.output == "json") {
     Json changes = Json::array();
-    for (const pb::Change& change : response.changes())
-      changes.push_back(
-          {{"kind", std::string(1, ChangeLetter(change.kind()))}, {"path", change.path()}});
+    for (const pb::Change& change : response.changes()) {
+      bool escaped = false;
+      changes.push_back({{"kind", std::string(1, ChangeLetter(change.kind()))},
+                         {"path", EscapeName(change.path(), &escaped)}});
+    }
     PrintJson(changes);
     return 0;
   }
-  for (const pb::Change& change : response.changes())
-    std::cout << ChangeLetter(change.kind()) << " " << change.path() << "\n";
+  for (const pb::Change& change : response.changes()) {
+    bool escaped = false;
+    std::string path = EscapeName(change.path(), &escaped);
+    std::cout << ChangeLetter(change.kind()) << " " << (escaped ? "\"" + path + "\"" : path)
+              << "\n";
+  }
   return 0;
 }
 
@@ -758,10 +831,13 @@ int Save(Client& client, const Options& options) {
     throw UsageError{"--format must be docker or oci, not \"" + format + "\""};
   }
   for (const std::string& tag : options.tags) request.add_tags(tag);
+  request.set_force(options.force);
   pb::SaveResponse response = client.Call(&pb::Admin::Stub::Save, request, /*long_running=*/true);
+  bool escaped = false;
+  std::string saved_path = EscapeName(response.path(), &escaped);
   std::cout << "Saved " << options.args[1] << " (" << ShortId(response.chain_id()) << ") to "
-            << response.path() << " as " << format << ": " << response.diff_ids_size()
-            << " layers, " << HumanSize(response.bytes());
+            << (escaped ? "\"" + saved_path + "\"" : saved_path) << " as " << format << ": "
+            << response.diff_ids_size() << " layers, " << HumanSize(response.bytes());
   if (response.tags_size() > 0) std::cout << ", tagged " << Join(ToVector(response.tags()), ", ");
   std::cout << "\n";
   return 0;

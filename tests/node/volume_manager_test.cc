@@ -69,7 +69,7 @@ TEST_F(VolumeManagerTest, StagePublishUnpublishUnstageDeleteWalk) {
   const auto ro_bind = mounter_.mounts()[2];
   EXPECT_EQ(ro_bind.mount.type, "bind");
   EXPECT_EQ(ro_bind.mount.source, Staging("a"));
-  EXPECT_EQ(ro_bind.mount.options, std::vector<std::string>{"ro"});
+  EXPECT_EQ(ro_bind.mount.options, (std::vector<std::string>{"ro", "nodev"}));
   // Same target, other read-only flag: incompatible.
   EXPECT_TRUE(
       absl::IsAlreadyExists(volumes_->Publish(volume.id, Staging("a"), Target("pod2"), false)));
