@@ -36,13 +36,16 @@ absl::Status CheckSaveOutput(const std::string& out_path, bool replace_regular_f
     return ErrnoStatus(errno, "stat", out_path);
   }
   *exists = true;
+  if (!replace_regular_file) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        out_path, S_ISREG(st.st_mode) ? " already exists; --force replaces a regular file"
+                                      : " already exists; save never replaces it"));
+  }
   if (!S_ISREG(st.st_mode)) {
     return absl::FailedPreconditionError(
-        absl::StrCat(out_path, " exists and is not a regular file; save never replaces it"));
-  }
-  if (!replace_regular_file) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(out_path, " already exists; --force replaces a regular file"));
+        absl::StrCat(out_path,
+                     " exists and is not a regular file; save never replaces it, not even with "
+                     "--force"));
   }
   return absl::OkStatus();
 }
@@ -413,6 +416,12 @@ absl::StatusOr<SaveResult> Exporter::Save(const std::string& ref, const std::str
   RETURN_IF_ERROR(CheckSaveOutput(out_path, replace_regular_file, &output_exists));
   size_t slash = out_path.rfind('/');
   if (slash == std::string::npos) return absl::InvalidArgumentError("save path must be absolute");
+  // Checked here so that the error names the user's folder, not the temporary file made in it.
+  if (struct stat folder; slash > 0 && (stat(out_path.substr(0, slash).c_str(), &folder) != 0 ||
+                                        !S_ISDIR(folder.st_mode))) {
+    return absl::NotFoundError(absl::StrCat("save path ", out_path, ": folder ",
+                                            out_path.substr(0, slash), " does not exist"));
+  }
   std::string temp_path = absl::StrCat(
       out_path.substr(0, slash), "/.strata-save-", RandomHex(8),
       out_path.size() >= 4 && out_path.compare(out_path.size() - 4, 4, ".tar") == 0 ? ".tar" : "");
