@@ -60,6 +60,19 @@ std::vector<std::string> MountsUnder(const std::string& prefix) {
   return found;
 }
 
+// The per-mount options (mountinfo's sixth field, e.g. "rw,nosuid,nodev") of `target`.
+std::string MountOptionsOf(const std::string& target) {
+  std::istringstream table(Slurp("/proc/self/mountinfo"));
+  std::string line, options;
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, device, root, point, opts;
+    fields >> id >> parent >> device >> root >> point >> opts;
+    if (point == target) options = opts;  // the last one is on top
+  }
+  return options;
+}
+
 // Names in a folder (without . and ..), sorted, or empty when it does not exist.
 std::vector<std::string> Entries(const std::string& dir) {
   std::vector<std::string> names;
@@ -406,6 +419,59 @@ TEST_F(HostileRequestsTest, ImportOfASymlinkLoopIsAClearError) {
   strata::admin::v1::ListImagesResponse images;
   ASSERT_TRUE(plugin_->admin().ListImages(CallContext().get(), {}, &images).ok());
   EXPECT_EQ(images.images_size(), 0);
+}
+
+// Mount options: the safe VFS flags Kubernetes users put in mountOptions reach the pod's mount,
+// nodev is always there (device nodes from an image never work in a volume: docs/security.md),
+// and anything else (filesystem options, bind tricks) is refused before anything is mounted,
+// with the spec's "exceeds capabilities" code, FAILED_PRECONDITION.
+TEST_F(HostileRequestsTest, SafeMountOptionsReachTheMountAndOthersAreRefused) {
+  const std::string id = MustCreate("pvc-flags");
+  const std::string staging = pods_ + "/pvc-flags-staging";
+  ASSERT_TRUE(Stage(id, staging).ok());
+  auto publish = [&](const std::string& target, const std::vector<std::string>& flags) {
+    ::csi::v1::NodePublishVolumeRequest request;
+    request.set_volume_id(id);
+    request.set_staging_target_path(staging);
+    request.set_target_path(target);
+    *request.mutable_volume_capability() = MountCapability();
+    for (const std::string& flag : flags)
+      request.mutable_volume_capability()->mutable_mount()->add_mount_flags(flag);
+    ::csi::v1::NodePublishVolumeResponse response;
+    return plugin_->node().NodePublishVolume(CallContext().get(), request, &response);
+  };
+  const std::string plain = pods_ + "/plain";
+  ASSERT_TRUE(publish(plain, {}).ok());
+  std::string options = MountOptionsOf(plain);
+  EXPECT_NE(options.find("nodev"), std::string::npos) << options;
+  EXPECT_EQ(options.find("noexec"), std::string::npos) << options;
+
+  const std::string hardened = pods_ + "/hardened";
+  grpc::Status status = publish(hardened, {"nosuid", "noexec", "noatime", "ro"});
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  options = MountOptionsOf(hardened);
+  for (const char* flag : {"ro", "nosuid", "nodev", "noexec", "noatime"})
+    EXPECT_NE(options.find(flag), std::string::npos) << flag << " missing from " << options;
+
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{"upperdir=/etc"},
+                                             {"lowerdir=/"},
+                                             {"remount"},
+                                             {"rbind"},
+                                             {"nosuid", "X-mount.mkdir"}}) {
+    const std::string target = pods_ + "/bad";
+    status = publish(target, bad);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << bad[0].substr(0, 20);
+    EXPECT_LT(status.error_message().size(), kShortMessage);
+    EXPECT_TRUE(MountsUnder(target).empty()) << bad[0];
+  }
+  // A flag past the size limits is malformed input rather than a capability.
+  status = publish(pods_ + "/bad", {std::string(100000, 'o')});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(status.error_message().size(), kShortMessage);
+  EXPECT_TRUE(MountsUnder(pods_ + "/bad").empty());
+  ASSERT_TRUE(Unpublish(id, plain).ok());
+  ASSERT_TRUE(Unpublish(id, hardened).ok());
 }
 
 }  // namespace
