@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "node/images/digest.h"
 #include "node/paths.h"
+#include "tests/e2e/csi_calls.h"
 #include "tests/e2e/plugin_process.h"
 
 #ifndef STRATA_CSI_BINARY
@@ -28,8 +29,6 @@
 
 namespace strata::e2e {
 namespace {
-
-using ::csi::v1::VolumeCapability;
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -87,13 +86,6 @@ std::vector<std::string> Entries(const std::string& dir) {
   return names;
 }
 
-VolumeCapability MountCapability() {
-  VolumeCapability capability;
-  capability.mutable_mount();
-  capability.mutable_access_mode()->set_mode(VolumeCapability::AccessMode::SINGLE_NODE_WRITER);
-  return capability;
-}
-
 // Clients get the real code only if the message fits gRPC's default metadata limit; Strata
 // caps every message (csi/request_validation.h kMaxMessageBytes) well below it.
 constexpr size_t kShortMessage = 2048;
@@ -123,10 +115,7 @@ class HostileRequestsTest : public ::testing::Test {
   }
 
   grpc::Status Create(const std::string& name, ::csi::v1::CreateVolumeResponse* response) {
-    ::csi::v1::CreateVolumeRequest request;
-    request.set_name(name);
-    *request.add_volume_capabilities() = MountCapability();
-    return plugin_->controller().CreateVolume(CallContext().get(), request, response);
+    return CreateVolume(*plugin_, name, response);
   }
   std::string MustCreate(const std::string& name) {
     ::csi::v1::CreateVolumeResponse response;
@@ -135,22 +124,11 @@ class HostileRequestsTest : public ::testing::Test {
     return response.volume().volume_id();
   }
   grpc::Status Stage(const std::string& id, const std::string& staging) {
-    ::csi::v1::NodeStageVolumeRequest request;
-    request.set_volume_id(id);
-    request.set_staging_target_path(staging);
-    *request.mutable_volume_capability() = MountCapability();
-    ::csi::v1::NodeStageVolumeResponse response;
-    return plugin_->node().NodeStageVolume(CallContext().get(), request, &response);
+    return StageVolume(*plugin_, id, staging);
   }
-  grpc::Status Publish(const std::string& id, const std::string& staging,
-                       const std::string& target) {
-    ::csi::v1::NodePublishVolumeRequest request;
-    request.set_volume_id(id);
-    request.set_staging_target_path(staging);
-    request.set_target_path(target);
-    *request.mutable_volume_capability() = MountCapability();
-    ::csi::v1::NodePublishVolumeResponse response;
-    return plugin_->node().NodePublishVolume(CallContext().get(), request, &response);
+  grpc::Status Publish(const std::string& id, const std::string& staging, const std::string& target,
+                       const std::vector<std::string>& flags = {}) {
+    return PublishVolume(*plugin_, id, staging, target, flags);
   }
   grpc::Status PublishEphemeral(const std::string& id, const std::string& target) {
     ::csi::v1::NodePublishVolumeRequest request;
@@ -162,25 +140,17 @@ class HostileRequestsTest : public ::testing::Test {
     return plugin_->node().NodePublishVolume(CallContext().get(), request, &response);
   }
   grpc::Status Unpublish(const std::string& id, const std::string& target) {
-    ::csi::v1::NodeUnpublishVolumeRequest request;
-    request.set_volume_id(id);
-    request.set_target_path(target);
-    ::csi::v1::NodeUnpublishVolumeResponse response;
-    return plugin_->node().NodeUnpublishVolume(CallContext().get(), request, &response);
+    return UnpublishVolume(*plugin_, id, target);
   }
   std::string MustSnapshot(const std::string& volume_id, const std::string& name) {
-    ::csi::v1::CreateSnapshotRequest request;
-    request.set_source_volume_id(volume_id);
-    request.set_name(name);
     ::csi::v1::CreateSnapshotResponse response;
-    grpc::Status status =
-        plugin_->controller().CreateSnapshot(CallContext().get(), request, &response);
+    grpc::Status status = CreateSnapshot(*plugin_, volume_id, name, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return response.snapshot().snapshot_id();
   }
   int VolumeCount() {
     ::csi::v1::ListVolumesResponse listed;
-    grpc::Status status = plugin_->controller().ListVolumes(CallContext().get(), {}, &listed);
+    grpc::Status status = ListVolumes(*plugin_, &listed);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return listed.entries_size();
   }
@@ -430,16 +400,9 @@ TEST_F(HostileRequestsTest, SafeMountOptionsReachTheMountAndOthersAreRefused) {
   const std::string staging = pods_ + "/pvc-flags-staging";
   ASSERT_TRUE(Stage(id, staging).ok());
   auto publish = [&](const std::string& target, const std::vector<std::string>& flags) {
-    ::csi::v1::NodePublishVolumeRequest request;
-    request.set_volume_id(id);
-    request.set_staging_target_path(staging);
-    request.set_target_path(target);
-    *request.mutable_volume_capability() = MountCapability();
-    for (const std::string& flag : flags)
-      request.mutable_volume_capability()->mutable_mount()->add_mount_flags(flag);
-    ::csi::v1::NodePublishVolumeResponse response;
-    return plugin_->node().NodePublishVolume(CallContext().get(), request, &response);
+    return Publish(id, staging, target, flags);
   };
+
   const std::string plain = pods_ + "/plain";
   ASSERT_TRUE(publish(plain, {}).ok());
   std::string options = MountOptionsOf(plain);

@@ -75,7 +75,8 @@ int PluginProcess::RunExpectingExit(int timeout_ms) {
   return -1;
 }
 
-bool PluginProcess::Start(const std::map<std::string, std::string>& env, std::string* error) {
+bool PluginProcess::Start(const std::map<std::string, std::string>& env, std::string* error,
+                          bool wait_ready) {
   std::string log = dir_ + "/plugin.log";
   pid_ = fork();
   if (pid_ == 0) {
@@ -109,6 +110,12 @@ bool PluginProcess::Start(const std::map<std::string, std::string>& env, std::st
   controller_ = ::csi::v1::Controller::NewStub(channel);
   node_ = ::csi::v1::Node::NewStub(channel);
   admin_ = strata::admin::v1::Admin::NewStub(admin_channel);
+  if (!wait_ready) return true;
+  return WaitReady(error);
+}
+
+bool PluginProcess::WaitReady(std::string* error) {
+  std::string log = dir_ + "/plugin.log";
   for (int attempt = 0; attempt < 200; ++attempt) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {

@@ -26,7 +26,11 @@ class PluginProcess {
 
   // Starts the plugin (with extra environment, e.g. STRATA_CRASH_POINT) and waits until Probe
   // says ready. Returns false with a message when it does not come up.
-  bool Start(const std::map<std::string, std::string>& env = {}, std::string* error = nullptr);
+  // With `wait_ready` false it returns as soon as the socket accepts (calls may then meet
+  // start-up recovery); WaitReady() waits for Probe afterwards.
+  bool Start(const std::map<std::string, std::string>& env = {}, std::string* error = nullptr,
+             bool wait_ready = true);
+  bool WaitReady(std::string* error = nullptr);
   // Runs the plugin expecting it to give up at start; returns its exit code (-1: still running
   // after `timeout_ms`, then killed).
   int RunExpectingExit(int timeout_ms);
