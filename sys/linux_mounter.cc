@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -351,6 +352,22 @@ class LinuxMounter : public Mounter {
   }
 
   absl::StatusOr<bool> IsMountPoint(const std::string& path) override {
+    // statx says whether a path is the root of a mount in constant time; reading the whole
+    // mount table (below) costs ~1.8 ms once a node has 1,000 mounts, on every publish.
+    struct statx stx;
+    if (statx(AT_FDCWD, path.c_str(), AT_NO_AUTOMOUNT, STATX_TYPE, &stx) == 0) {
+      if (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)
+        return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+      // A kernel before 5.8 does not report mount roots: ask the table.
+    } else if (errno == ENOENT || errno == ENOTDIR) {
+      return false;
+    }
+    // Any other failure (a dead FUSE or NFS mount answers ENOTCONN or ESTALE): the table knows
+    // whether something is mounted there without touching it.
+    return IsMountPointByTable(path);
+  }
+
+  absl::StatusOr<bool> IsMountPointByTable(const std::string& path) {
     char resolved[PATH_MAX];
     if (realpath(path.c_str(), resolved) == nullptr) {
       if (errno == ENOENT || errno == ENOTDIR) return false;
