@@ -34,6 +34,20 @@ absl::Status CheckCapabilities(
   return absl::OkStatus();
 }
 
+// Page tokens are "<kind prefix><id of the first entry of the next page>": opaque to the CO,
+// and anything else (a token from another call, a made-up string) is the spec's ABORTED.
+constexpr char kVolumeToken[] = "v1:";
+constexpr char kSnapshotToken[] = "s1:";
+
+absl::StatusOr<std::string> ParsePageToken(const std::string& token, const std::string& prefix) {
+  if (token.empty()) return std::string();
+  if (!absl::StartsWith(token, prefix) || !ValidateId(token.substr(prefix.size()), "token").ok()) {
+    return absl::AbortedError(absl::StrCat("starting_token \"", Echo(token),
+                                           "\" is not a token this plugin gave; list again"));
+  }
+  return token.substr(prefix.size());
+}
+
 }  // namespace
 
 bool ControllerService::IsThisNode(const ::csi::v1::Topology& topology) const {
@@ -196,24 +210,16 @@ grpc::Status ControllerService::ListVolumes(grpc::ServerContext*,
   return context_->Call("ListVolumes", "", [&]() -> absl::Status {
     if (request->max_entries() < 0)
       return absl::InvalidArgumentError("max_entries must not be negative");
-    ASSIGN_OR_RETURN(std::vector<node::VolumeRecord> volumes, context_->volumes->List());
-    // The token is the id to resume from; ids are listed in order, so a volume created or
-    // deleted between pages neither repeats nor shifts the others.
-    auto first = volumes.begin();
-    if (!request->starting_token().empty()) {
-      first = std::find_if(volumes.begin(), volumes.end(), [&](const node::VolumeRecord& v) {
-        return v.id >= request->starting_token();
-      });
-      if (first == volumes.end() || first->id != request->starting_token()) {
-        return absl::AbortedError(absl::StrCat("starting_token \"", Echo(request->starting_token()),
-                                               "\" does not name a volume; list again"));
-      }
-    }
-    int limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
-    auto it = first;
-    for (; it != volumes.end() && limit > 0; ++it, --limit)
-      FillVolume(*it, response->add_entries()->mutable_volume());
-    if (it != volumes.end()) response->set_next_token(it->id);
+    ASSIGN_OR_RETURN(std::string from, ParsePageToken(request->starting_token(), kVolumeToken));
+    // Keyset paging: one page read per call, and a volume created or deleted between pages
+    // neither repeats nor shifts the others. One row more than asked tells whether more follow.
+    const int64_t limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
+    ASSIGN_OR_RETURN(std::vector<node::VolumeRecord> volumes,
+                     context_->volumes->ListFrom(from, limit + 1));
+    for (int64_t i = 0; i < static_cast<int64_t>(volumes.size()) && i < limit; ++i)
+      FillVolume(volumes[i], response->add_entries()->mutable_volume());
+    if (static_cast<int64_t>(volumes.size()) > limit)
+      response->set_next_token(absl::StrCat(kVolumeToken, volumes[limit].id));
     return absl::OkStatus();
   });
 }
@@ -296,31 +302,28 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
     RETURN_IF_ERROR(ValidateOptionalId(request->source_volume_id(), "source_volume_id"));
     if (request->max_entries() < 0)
       return absl::InvalidArgumentError("max_entries must not be negative");
-    ASSIGN_OR_RETURN(std::vector<node::SnapshotRecord> all, context_->volumes->ListSnapshots());
-    std::vector<node::SnapshotRecord> snapshots;
-    for (node::SnapshotRecord& snapshot : all) {
-      if (snapshot.state != "ready") continue;  // not cut yet: never listed
-      if (!request->snapshot_id().empty() && snapshot.id != request->snapshot_id()) continue;
-      if (!request->source_volume_id().empty() &&
-          snapshot.source_volume_id != request->source_volume_id())
-        continue;
-      snapshots.push_back(std::move(snapshot));
+    ASSIGN_OR_RETURN(std::string from, ParsePageToken(request->starting_token(), kSnapshotToken));
+    const int64_t limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
+    if (!request->snapshot_id().empty()) {
+      // One snapshot by id: at most one entry, never a next page.
+      absl::StatusOr<node::SnapshotRecord> snapshot =
+          context_->volumes->GetSnapshot(request->snapshot_id());
+      if (absl::IsNotFound(snapshot.status())) return absl::OkStatus();
+      RETURN_IF_ERROR(snapshot.status());
+      if (snapshot->state == "ready" && snapshot->id >= from &&
+          (request->source_volume_id().empty() ||
+           snapshot->source_volume_id == request->source_volume_id()))
+        FillSnapshot(*snapshot, response->add_entries()->mutable_snapshot());
+      return absl::OkStatus();
     }
-    auto first = snapshots.begin();
-    if (!request->starting_token().empty()) {
-      first = std::find_if(snapshots.begin(), snapshots.end(), [&](const auto& snapshot) {
-        return snapshot.id >= request->starting_token();
-      });
-      if (first == snapshots.end() || first->id != request->starting_token()) {
-        return absl::AbortedError(absl::StrCat("starting_token \"", Echo(request->starting_token()),
-                                               "\" does not name a snapshot; list again"));
-      }
-    }
-    int limit = request->max_entries() > 0 ? request->max_entries() : INT32_MAX;
-    auto it = first;
-    for (; it != snapshots.end() && limit > 0; ++it, --limit)
-      FillSnapshot(*it, response->add_entries()->mutable_snapshot());
-    if (it != snapshots.end()) response->set_next_token(it->id);
+    // Snapshots not cut yet are never listed. Keyset paging as in ListVolumes.
+    ASSIGN_OR_RETURN(
+        std::vector<node::SnapshotRecord> snapshots,
+        context_->volumes->ListReadySnapshotsFrom(from, request->source_volume_id(), limit + 1));
+    for (int64_t i = 0; i < static_cast<int64_t>(snapshots.size()) && i < limit; ++i)
+      FillSnapshot(snapshots[i], response->add_entries()->mutable_snapshot());
+    if (static_cast<int64_t>(snapshots.size()) > limit)
+      response->set_next_token(absl::StrCat(kSnapshotToken, snapshots[limit].id));
     return absl::OkStatus();
   });
 }

@@ -537,6 +537,26 @@ absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumes() {
   return volumes;
 }
 
+absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumesFrom(
+    const std::string& from_id, const std::vector<std::string>& states, int64_t limit) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  std::string placeholders;
+  for (size_t i = 0; i < states.size(); ++i) placeholders += i ? ",?" : "?";
+  Statement list(db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id >= ? AND ",
+                                   "state IN (", placeholders, ") ORDER BY id LIMIT ?")
+                          .c_str());
+  list.Bind(from_id);
+  for (const std::string& state : states) list.Bind(state);
+  list.Bind(limit);
+  std::vector<VolumeRecord> volumes;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    volumes.push_back(ReadVolume(list));
+  }
+  return volumes;
+}
+
 absl::Status Metadata::DeleteVolume(const std::string& id) {
   return InTransaction([&]() -> absl::Status {
     Statement publications(db_, "DELETE FROM publications WHERE volume_id=?");
@@ -583,6 +603,24 @@ absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshots() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   Statement list(db_,
                  absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots ORDER BY id").c_str());
+  std::vector<SnapshotRecord> snapshots;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    snapshots.push_back(ReadSnapshot(list));
+  }
+  return snapshots;
+}
+
+absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshotsFrom(
+    const std::string& from_id, const std::string& state, const std::string& source_volume_id,
+    int64_t limit) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement list(db_, absl::StrCat("SELECT ", kSnapshotColumns,
+                                   " FROM snapshots WHERE id >= ? AND state = ? AND (? = '' OR "
+                                   "source_volume_id = ?) ORDER BY id LIMIT ?")
+                          .c_str());
+  list.Bind(from_id).Bind(state).Bind(source_volume_id).Bind(source_volume_id).Bind(limit);
   std::vector<SnapshotRecord> snapshots;
   while (true) {
     ASSIGN_OR_RETURN(bool row, list.Step());

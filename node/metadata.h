@@ -133,12 +133,23 @@ class Metadata {
   absl::StatusOr<std::optional<VolumeRecord>> GetVolume(const std::string& id);
   absl::StatusOr<std::optional<VolumeRecord>> GetVolumeByName(const std::string& name);
   absl::StatusOr<std::vector<VolumeRecord>> ListVolumes();  // ordered by id
-  absl::Status DeleteVolume(const std::string& id);         // and its publications
+  // One page of a keyset listing: up to `limit` volumes with id >= `from_id` in a state in
+  // `states`, ordered by id. The cost is that of the page, not of the table.
+  absl::StatusOr<std::vector<VolumeRecord>> ListVolumesFrom(const std::string& from_id,
+                                                            const std::vector<std::string>& states,
+                                                            int64_t limit);
+  absl::Status DeleteVolume(const std::string& id);  // and its publications
 
   absl::Status PutSnapshot(const SnapshotRecord& snapshot);
   absl::StatusOr<std::optional<SnapshotRecord>> GetSnapshot(const std::string& id);
   absl::StatusOr<std::optional<SnapshotRecord>> GetSnapshotByName(const std::string& name);
   absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshots();  // ordered by id
+  // One page of a keyset listing: up to `limit` snapshots in `state` with id >= `from_id`,
+  // of `source_volume_id` when it is not empty, ordered by id.
+  absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshotsFrom(const std::string& from_id,
+                                                                const std::string& state,
+                                                                const std::string& source_volume_id,
+                                                                int64_t limit);
   absl::Status DeleteSnapshot(const std::string& id);
 
   absl::Status PutPublication(const PublicationRecord& publication);

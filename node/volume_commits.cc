@@ -314,6 +314,11 @@ absl::StatusOr<std::vector<SnapshotRecord>> VolumeManager::ListSnapshots() {
   return metadata_->ListSnapshots();
 }
 
+absl::StatusOr<std::vector<SnapshotRecord>> VolumeManager::ListReadySnapshotsFrom(
+    const std::string& from_id, const std::string& source_volume_id, int64_t limit) {
+  return metadata_->ListSnapshotsFrom(from_id, "ready", source_volume_id, limit);
+}
+
 absl::StatusOr<SnapshotRecord> VolumeManager::Rollback(const std::string& volume_id,
                                                        const std::string& snapshot_id) {
   ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));

@@ -72,6 +72,11 @@ absl::StatusOr<std::vector<VolumeRecord>> VolumeManager::List() {
   return visible;
 }
 
+absl::StatusOr<std::vector<VolumeRecord>> VolumeManager::ListFrom(const std::string& from_id,
+                                                                  int64_t limit) {
+  return metadata_->ListVolumesFrom(from_id, {kVolumeReady, kVolumeStaged}, limit);
+}
+
 absl::StatusOr<std::vector<PublicationRecord>> VolumeManager::Publications(
     const std::string& volume_id) {
   return metadata_->ListPublications(volume_id);

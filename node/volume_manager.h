@@ -80,6 +80,8 @@ class VolumeManager {
   absl::Status Delete(const std::string& volume_id);
   absl::StatusOr<VolumeRecord> Get(const std::string& volume_id);
   absl::StatusOr<std::vector<VolumeRecord>> List();
+  // One page of List(): up to `limit` volumes with id >= `from_id`, ordered by id.
+  absl::StatusOr<std::vector<VolumeRecord>> ListFrom(const std::string& from_id, int64_t limit);
   absl::StatusOr<std::vector<PublicationRecord>> Publications(const std::string& volume_id);
   // Strata's --root: nothing a request names may lie inside it (stratactl save's output).
   const std::string& root() const { return options_.root; }
@@ -133,6 +135,10 @@ class VolumeManager {
   absl::Status DeleteSnapshot(const std::string& snapshot_id);
   absl::StatusOr<SnapshotRecord> GetSnapshot(const std::string& snapshot_id);
   absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshots();
+  // One page of the ready snapshots (of `source_volume_id` unless empty): up to `limit` with
+  // id >= `from_id`, ordered by id.
+  absl::StatusOr<std::vector<SnapshotRecord>> ListReadySnapshotsFrom(
+      const std::string& from_id, const std::string& source_volume_id, int64_t limit);
   // Resets a volume that is neither staged nor published to `snapshot_id`, first keeping its
   // current state as a snapshot (returned) so the rollback can itself be undone.
   absl::StatusOr<SnapshotRecord> Rollback(const std::string& volume_id,

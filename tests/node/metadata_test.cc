@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "node/paths.h"
 #include "tests/node/node_test_util.h"
@@ -96,6 +97,45 @@ TEST_F(MetadataTest, DeleteVolumeDropsItsPublications) {
   ASSERT_TRUE(metadata_->DeleteVolume("vol-1").ok());
   EXPECT_TRUE(metadata_->ListPublications("vol-1")->empty());
   EXPECT_FALSE(metadata_->GetVolume("vol-1")->has_value());
+}
+
+TEST_F(MetadataTest, KeysetPagesSeeEveryVisibleRowOnceAndSurviveDeletes) {
+  for (int i = 0; i < 10; ++i) {
+    VolumeRecord volume;
+    volume.id = absl::StrCat("vol-", i);
+    volume.name = absl::StrCat("pvc-", i);
+    volume.state = i == 4 ? kVolumeCreating : (i % 2 ? kVolumeStaged : kVolumeReady);
+    ASSERT_TRUE(metadata_->PutVolume(volume).ok());
+    SnapshotRecord snapshot;
+    snapshot.id = absl::StrCat("snap-", i);
+    snapshot.name = absl::StrCat("s-", i);
+    snapshot.source_volume_id = i < 6 ? "vol-1" : "vol-2";
+    snapshot.state = i == 3 ? "creating" : "ready";
+    ASSERT_TRUE(metadata_->PutSnapshot(snapshot).ok());
+  }
+  const std::vector<std::string> visible = {kVolumeReady, kVolumeStaged};
+  auto page = metadata_->ListVolumesFrom("", visible, 4);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 4u);
+  EXPECT_EQ((*page)[0].id, "vol-0");
+  EXPECT_EQ((*page)[3].id, "vol-3");
+  // The next page starts at the id after the last one seen; the volume that would open it is
+  // deleted in between, and the listing simply goes on (vol-4 is still being created: hidden).
+  ASSERT_TRUE(metadata_->DeleteVolume("vol-5").ok());
+  page = metadata_->ListVolumesFrom("vol-4", visible, 4);
+  ASSERT_TRUE(page.ok()) << page.status();
+  std::vector<std::string> ids;
+  for (const VolumeRecord& volume : *page) ids.push_back(volume.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"vol-6", "vol-7", "vol-8", "vol-9"}));
+
+  auto snapshots = metadata_->ListSnapshotsFrom("snap-2", "ready", "vol-1", 10);
+  ASSERT_TRUE(snapshots.ok()) << snapshots.status();
+  ids.clear();
+  for (const SnapshotRecord& snapshot : *snapshots) ids.push_back(snapshot.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"snap-2", "snap-4", "snap-5"}));
+  snapshots = metadata_->ListSnapshotsFrom("", "ready", "", 100);
+  ASSERT_TRUE(snapshots.ok());
+  EXPECT_EQ(snapshots->size(), 9u);
 }
 
 }  // namespace
