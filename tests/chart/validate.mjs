@@ -389,6 +389,24 @@ function chartFactChecks() {
   const metricsHost = (argValue(plugin, "--metrics-address") ?? "").replace(/:[0-9]+$/, "");
   if (byKind("Service").length)
     check(!/^(127\.|\[?::1\]?$)/.test(metricsHost), W, `metrics bound to loopback (${metricsHost}) cannot be scraped through the Service`);
+  // The metrics NetworkPolicy: selects the plugin pods, names only real container ports, and lets
+  // the metrics port be reached only from named peers (a rule without `from` admits everyone).
+  for (const np of byKind("NetworkPolicy")) {
+    for (const [k, v] of Object.entries(np.spec.podSelector?.matchLabels ?? {}))
+      check(podLabels[k] === v, W, `NetworkPolicy ${np.metadata.name} selector ${k}=${v} does not select the plugin pods`);
+    check((np.spec.policyTypes ?? []).includes("Ingress"), W, `NetworkPolicy ${np.metadata.name} must restrict Ingress`);
+    const containerPorts = containers.flatMap((c) => c.ports ?? []);
+    for (const rule of np.spec.ingress ?? []) {
+      for (const p of rule.ports ?? []) {
+        check(containerPorts.some((cp) => (typeof p.port === "string" ? cp.name : cp.containerPort) === p.port), W,
+              `NetworkPolicy ${np.metadata.name} port ${p.port} is no container port`);
+        if (p.port === "metrics")
+          check((rule.from ?? []).length > 0, W, `NetworkPolicy ${np.metadata.name} admits everyone to the metrics port`);
+      }
+    }
+    check((np.spec.ingress ?? []).some((r) => (r.ports ?? []).some((p) => p.port === "metrics")), W,
+          `NetworkPolicy ${np.metadata.name} lets no one scrape metrics`);
+  }
   for (const sm of byKind("ServiceMonitor")) {
     const svcs = byKind("Service").filter((svc) =>
       Object.entries(sm.spec.selector.matchLabels ?? {}).every(([k, v]) => svc.metadata.labels?.[k] === v));
