@@ -32,6 +32,7 @@
 #include "drivers/devmapper/devmapper_driver.h"
 #include "drivers/registry.h"
 #include "metrics/metrics.h"
+#include "metrics/server.h"
 #include "node/exporter.h"
 #include "node/layer_store.h"
 #include "node/metadata.h"
@@ -39,7 +40,6 @@
 #include "node/volume_locks.h"
 #include "node/volume_manager.h"
 #include "prometheus/collectable.h"
-#include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
 #include "strata/version.h"
 #include "sys/mounter.h"
@@ -51,8 +51,16 @@ ABSL_FLAG(std::string, node_id, "", "this node's id as Kubernetes knows it; defa
 ABSL_FLAG(std::string, root, "/var/lib/strata", "where Strata keeps layers, volumes and metadata");
 ABSL_FLAG(std::string, driver, "overlay", "storage driver: overlay, vfs, btrfs, devmapper, auto");
 ABSL_FLAG(std::string, driver_name, "strata.csi.dev", "CSI plugin name");
-ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9810",
-          "host:port for Prometheus /metrics; empty disables");
+ABSL_FLAG(
+    std::string, metrics_address, "127.0.0.1:9810",
+    "HOST:PORT for Prometheus /metrics (HOST a numeric IPv4 or IPv6 address); empty disables");
+ABSL_FLAG(int, metrics_threads, strata::metrics::MetricsServerOptions().num_threads,
+          "metrics: connections served at once (1..1024); a stalled client holds one until "
+          "--metrics-request-timeout-ms");
+ABSL_FLAG(int, metrics_request_timeout_ms,
+          strata::metrics::MetricsServerOptions().request_timeout_ms,
+          "metrics: longest a client may take to send its request, and to take each write of "
+          "the answer (1..600000)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, log_format, "text", "text (klog-like) or json");
 ABSL_FLAG(std::string, dm_thinpool, "", "devmapper: name of an existing thin pool");
@@ -202,24 +210,26 @@ absl::Status Run() {
   context.locks = &locks;
   context.metrics = &metrics;
 
-  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<strata::metrics::MetricsServer> metrics_server;
   std::shared_ptr<ThinPoolCollector> pool_collector;
   std::shared_ptr<GaugeRefresher> refresher;
   if (std::string address = absl::GetFlag(FLAGS_metrics_address); !address.empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(address);
-    } catch (const std::exception& error) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", address, ": ", error.what()));
-    }
+    strata::metrics::MetricsServerOptions metrics_options;
+    metrics_options.address = address;
+    metrics_options.num_threads = absl::GetFlag(FLAGS_metrics_threads);
+    metrics_options.request_timeout_ms = absl::GetFlag(FLAGS_metrics_request_timeout_ms);
+    ASSIGN_OR_RETURN(metrics_server, strata::metrics::StartMetricsServer(metrics_options));
     refresher = std::make_shared<GaugeRefresher>(&volumes);
-    exposer->RegisterCollectable(refresher);
-    exposer->RegisterCollectable(metrics.registry());
+    metrics_server->RegisterCollectable(refresher);
+    metrics_server->RegisterCollectable(metrics.registry());
     if (auto* devmapper = dynamic_cast<drivers::DevmapperDriver*>(driver.get())) {
       pool_collector = std::make_shared<ThinPoolCollector>(devmapper);
-      exposer->RegisterCollectable(pool_collector);
+      metrics_server->RegisterCollectable(pool_collector);
     }
-    LogInfo("serving metrics", {{"address", address}});
+    LogInfo("serving metrics",
+            {{"address", metrics_server->address()},
+             {"threads", std::to_string(metrics_options.num_threads)},
+             {"request_timeout_ms", std::to_string(metrics_options.request_timeout_ms)}});
   }
 
   csi::IdentityService identity(&context);

@@ -10,8 +10,9 @@
 #                                            by the binary (rendered with every values file)
 #
 # A values file may carry `# expect-arg: CONTAINER:ARG` lines (the rendered DaemonSet must pass
-# exactly that argument to that container) and `# expect-kind: [!]KIND` lines (that kind must /
-# must not be rendered).
+# exactly that argument to that container), `# expect-env: CONTAINER:NAME=fieldRef:PATH` /
+# `CONTAINER:!NAME` lines (that container's env var NAME comes from the downward API field PATH /
+# is not set) and `# expect-kind: [!]KIND` lines (that kind must / must not be rendered).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,6 +65,9 @@ case "$cmd" in
       while read -r spec; do
         expect+=(--expect-arg "$spec")
       done < <(sed -n 's/^# expect-arg: *//p' "$values")
+      while read -r spec; do
+        expect+=(--expect-env "$spec")
+      done < <(sed -n 's/^# expect-env: *//p' "$values")
       while read -r kind; do
         expect+=(--expect-kind "$kind")
       done < <(sed -n 's/^# expect-kind: *//p' "$values")

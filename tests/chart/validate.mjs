@@ -1,6 +1,7 @@
 // Validates Kubernetes manifests (helm template output, deploy/examples) offline.
 //
 //   node validate.mjs --modules DIR [--chart-facts] [--expect-arg CONTAINER:ARG]...
+//                     [--expect-env CONTAINER:NAME=fieldRef:PATH | CONTAINER:!NAME]...
 //                     [--expect-kind [!]KIND]... [--print-plugin-flags] [--refs FILE]... FILE...
 //
 // Every document must be a kind we know: kinds kubernetes-models has a schema for are checked with
@@ -23,6 +24,7 @@ let modules = null;
 let chartFacts = false;
 let printPluginFlags = false;
 const expectArgs = [];
+const expectEnvs = [];
 const refFiles = [];
 const expectKinds = [];
 const files = [];
@@ -32,6 +34,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--chart-facts") chartFacts = true;
   else if (a === "--print-plugin-flags") printPluginFlags = true;
   else if (a === "--expect-arg") expectArgs.push(argv[++i]);
+  else if (a === "--expect-env") expectEnvs.push(argv[++i]);
   else if (a === "--refs") refFiles.push(argv[++i]);
   else if (a === "--expect-kind") expectKinds.push(argv[++i]);
   else files.push(a);
@@ -373,6 +376,37 @@ function chartFactChecks() {
     check((svc.spec.ports ?? []).some((p) => p.name === "metrics"), W, `Service ${svc.metadata.name} needs a port named metrics`);
     if (plugin) check(argValue(plugin, "--metrics-address")?.endsWith(`:${svc.spec.ports[0].port}`), W, "metrics port mismatch");
   }
+  // Kubernetes expands $(VAR) in args only from the container's own env; an undefined one reaches
+  // the plugin literally (and "$(POD_IP):9810" is no address it can bind).
+  for (const c of containers) {
+    const names = new Set((c.env ?? []).map((e) => e.name));
+    for (const a of c.args ?? []) {
+      for (const m of a.matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g))
+        check(names.has(m[1]), W, `container ${c.name} argument ${a} uses $(${m[1]}), which its env does not define`);
+    }
+  }
+  // A Service means Prometheus scrapes through the pod network: a loopback bind cannot answer it.
+  const metricsHost = (argValue(plugin, "--metrics-address") ?? "").replace(/:[0-9]+$/, "");
+  if (byKind("Service").length)
+    check(!/^(127\.|\[?::1\]?$)/.test(metricsHost), W, `metrics bound to loopback (${metricsHost}) cannot be scraped through the Service`);
+  // The metrics NetworkPolicy: selects the plugin pods, names only real container ports, and lets
+  // the metrics port be reached only from named peers (a rule without `from` admits everyone).
+  for (const np of byKind("NetworkPolicy")) {
+    for (const [k, v] of Object.entries(np.spec.podSelector?.matchLabels ?? {}))
+      check(podLabels[k] === v, W, `NetworkPolicy ${np.metadata.name} selector ${k}=${v} does not select the plugin pods`);
+    check((np.spec.policyTypes ?? []).includes("Ingress"), W, `NetworkPolicy ${np.metadata.name} must restrict Ingress`);
+    const containerPorts = containers.flatMap((c) => c.ports ?? []);
+    for (const rule of np.spec.ingress ?? []) {
+      for (const p of rule.ports ?? []) {
+        check(containerPorts.some((cp) => (typeof p.port === "string" ? cp.name : cp.containerPort) === p.port), W,
+              `NetworkPolicy ${np.metadata.name} port ${p.port} is no container port`);
+        if (p.port === "metrics")
+          check((rule.from ?? []).length > 0, W, `NetworkPolicy ${np.metadata.name} admits everyone to the metrics port`);
+      }
+    }
+    check((np.spec.ingress ?? []).some((r) => (r.ports ?? []).some((p) => p.port === "metrics")), W,
+          `NetworkPolicy ${np.metadata.name} lets no one scrape metrics`);
+  }
   for (const sm of byKind("ServiceMonitor")) {
     const svcs = byKind("Service").filter((svc) =>
       Object.entries(sm.spec.selector.matchLabels ?? {}).every(([k, v]) => svc.metadata.labels?.[k] === v));
@@ -434,6 +468,21 @@ for (const spec of expectArgs) {
   const [cname, arg] = [spec.slice(0, i), spec.slice(i + 1)];
   const c = daemonSets[0]?.spec?.template?.spec?.containers?.find((x) => x.name === cname);
   check(c && (c.args ?? []).includes(arg), "expect-arg", `container ${cname} lacks argument ${arg}`);
+}
+
+for (const spec of expectEnvs) {
+  // "C:NAME=fieldRef:PATH": C's env NAME comes from the downward API field PATH; "C:!NAME": unset.
+  const i = spec.indexOf(":");
+  const [cname, rest] = [spec.slice(0, i), spec.slice(i + 1)];
+  const c = daemonSets[0]?.spec?.template?.spec?.containers?.find((x) => x.name === cname);
+  if (rest.startsWith("!")) {
+    check(c && !(c.env ?? []).some((e) => e.name === rest.slice(1)), "expect-env", `container ${cname} must not set ${rest.slice(1)}`);
+    continue;
+  }
+  const [name, source] = [rest.slice(0, rest.indexOf("=")), rest.slice(rest.indexOf("=") + 1)];
+  const env = (c?.env ?? []).find((e) => e.name === name);
+  check(source.startsWith("fieldRef:") && env?.valueFrom?.fieldRef?.fieldPath === source.slice("fieldRef:".length),
+        "expect-env", `container ${cname} lacks env ${name} from ${source}`);
 }
 
 for (const spec of expectKinds) {
