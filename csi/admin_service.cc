@@ -789,4 +789,62 @@ absl::Status AdminService::DoSave(const pb::SaveRequest& request, pb::SaveRespon
   return absl::OkStatus();
 }
 
+// ---- Check and backup (issue 8) ----
+
+grpc::Status AdminService::Check(grpc::ServerContext*, const pb::CheckRequest* request,
+                                 pb::CheckResponse* response) {
+  CallLog log(gate_, "Check", request->repair() ? "repair" : "");
+  if (!log.admitted()) return log.Rejected();
+  absl::StatusOr<node::CheckReport> report = volumes_->Check(request->repair(), locks_);
+  if (report.ok()) {
+    response->set_volumes(report->volumes);
+    response->set_layers(report->layers);
+    response->set_driver_entries(report->driver_entries);
+    response->set_mounts(report->mounts);
+    int left = 0;
+    for (const node::CheckFinding& finding : report->findings) {
+      pb::CheckFinding* out = response->add_findings();
+      out->set_kind(finding.kind);
+      out->set_subject(finding.subject);
+      out->set_detail(finding.detail);
+      out->set_action(finding.action);
+      out->set_repaired(finding.repaired);
+      left += finding.repaired ? 0 : 1;
+    }
+    LogInfo(
+        request->repair() ? "check and repair done" : "check done",
+        {{"problems", std::to_string(report->findings.size())}, {"left", std::to_string(left)}});
+  }
+  return log.Finish(report.status());
+}
+
+grpc::Status AdminService::Backup(grpc::ServerContext*, const pb::BackupRequest* request,
+                                  pb::BackupResponse* response) {
+  CallLog log(gate_, "Backup", request->path());
+  if (!log.admitted()) return log.Rejected();
+  return log.Finish(DoBackup(*request, response));
+}
+
+absl::Status AdminService::DoBackup(const pb::BackupRequest& request,
+                                    pb::BackupResponse* response) {
+  if (request.path().empty())
+    return absl::InvalidArgumentError("path is required: where to write the backup on the node");
+  RETURN_IF_ERROR(node::ValidateRequestPath(request.path(), "path"));
+  if (request.path()[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path ", request.path(), " must be absolute (it names a file on the node)"));
+  }
+  // A backup inside the store would go with the store it is meant to survive.
+  if (node::ResolvesWithin(request.path(), volumes_->root())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("path ", request.path(), " lies inside Strata's store ", volumes_->root()));
+  }
+  node::Metadata::BackupOptions options;
+  ASSIGN_OR_RETURN(node::Metadata::BackupResult result, metadata_->Backup(request.path(), options));
+  response->set_path(request.path());
+  response->set_bytes(result.bytes);
+  response->set_steps(result.steps);
+  return absl::OkStatus();
+}
+
 }  // namespace strata::csi

@@ -80,6 +80,14 @@ class AdminService final : public strata::admin::v1::Admin::Service {
   grpc::Status Save(grpc::ServerContext* context, const strata::admin::v1::SaveRequest* request,
                     strata::admin::v1::SaveResponse* response) override;
 
+  // Check and backup (issue 8)
+  // The work is node::VolumeManager::Check; repairs skip volumes busy with a call.
+  grpc::Status Check(grpc::ServerContext* context, const strata::admin::v1::CheckRequest* request,
+                     strata::admin::v1::CheckResponse* response) override;
+  // Metadata::Backup to a path outside the store that does not exist yet.
+  grpc::Status Backup(grpc::ServerContext* context, const strata::admin::v1::BackupRequest* request,
+                      strata::admin::v1::BackupResponse* response) override;
+
  private:
   absl::Status DoListImages(strata::admin::v1::ListImagesResponse* response);
   absl::Status DoListLayers(strata::admin::v1::ListLayersResponse* response);
@@ -93,6 +101,9 @@ class AdminService final : public strata::admin::v1::Admin::Service {
                       strata::admin::v1::DiffResponse* response);
   absl::Status DoSave(const strata::admin::v1::SaveRequest& request,
                       strata::admin::v1::SaveResponse* response);
+  // Check and backup (issue 8)
+  absl::Status DoBackup(const strata::admin::v1::BackupRequest& request,
+                        strata::admin::v1::BackupResponse* response);
 
   node::LayerStore* layers_;
   node::VolumeManager* volumes_;

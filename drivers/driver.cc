@@ -1,5 +1,7 @@
 #include "drivers/driver.h"
 
+#include <algorithm>
+
 namespace strata::drivers {
 
 bool IsValidDriverId(const std::string& id) {
@@ -8,6 +10,12 @@ bool IsValidDriverId(const std::string& id) {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
   }
   return true;
+}
+
+absl::StatusOr<bool> Driver::Exists(const std::string& id) {
+  absl::StatusOr<std::vector<std::string>> ids = Walk();
+  if (!ids.ok()) return ids.status();
+  return std::find(ids->begin(), ids->end(), id) != ids->end();
 }
 
 }  // namespace strata::drivers

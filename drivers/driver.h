@@ -108,6 +108,11 @@ class Driver {
   // metadata does not know.
   virtual absl::StatusOr<std::vector<std::string>> Walk() = 0;
 
+  // Whether complete content for layer or active snapshot `id` is there (a half-made or
+  // half-removed leftover does not count). Cheap: one or two stats on the file-based drivers,
+  // so start-up and every stage can check a volume's chain. The default asks Walk().
+  virtual absl::StatusOr<bool> Exists(const std::string& id);
+
   // Bytes free for new content where the driver stores it (GetCapacity).
   virtual absl::StatusOr<int64_t> FreeBytes() = 0;
 };

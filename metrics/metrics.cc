@@ -71,7 +71,14 @@ Metrics::Metrics()
                         .Name("strata_shared_bytes")
                         .Help("Bytes saved by layers shared between images, volumes and "
                               "snapshots.")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      volumes_abnormal_(prometheus::BuildGauge()
+                            .Name("strata_volumes_abnormal")
+                            .Help("Volumes whose read-only chain or writable layer is missing "
+                                  "on disk (reported abnormal through VolumeCondition).")
+                            .Register(*registry_)) {
+  volumes_abnormal_.Add({}).Set(0);
+}
 
 void Metrics::ObserveCsiCall(std::string_view method, std::string_view grpc_code, double seconds) {
   csi_duration_.Add({{"method", std::string(method)}}, kCallBuckets).Observe(seconds);
@@ -106,6 +113,9 @@ void Metrics::SetSnapshots(std::string_view state, int64_t count) {
 }
 void Metrics::SetSharedBytes(int64_t bytes) {
   shared_bytes_.Add({}).Set(static_cast<double>(bytes));
+}
+void Metrics::SetVolumesAbnormal(int64_t count) {
+  volumes_abnormal_.Add({}).Set(static_cast<double>(count));
 }
 void Metrics::SetBuildInfo(std::string_view version, std::string_view driver) {
   build_info_.Add({{"version", std::string(version)}, {"driver", std::string(driver)}}).Set(1);

@@ -43,6 +43,9 @@ class Metrics {
   void SetSnapshots(std::string_view state, int64_t count);
   // strata_shared_bytes: bytes that layer sharing saves (see LayerStore::SharedBytes).
   void SetSharedBytes(int64_t bytes);
+  // strata_volumes_abnormal: volumes whose chain or writable layer is missing on disk (found at
+  // start-up, by a stage, by stats, or by `stratactl check`).
+  void SetVolumesAbnormal(int64_t count);
 
   // strata_build_info{version,driver} = 1.
   void SetBuildInfo(std::string_view version, std::string_view driver);
@@ -63,6 +66,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& chain_depth_;
   prometheus::Family<prometheus::Gauge>& snapshots_;
   prometheus::Family<prometheus::Gauge>& shared_bytes_;
+  prometheus::Family<prometheus::Gauge>& volumes_abnormal_;
 };
 
 }  // namespace strata::metrics

@@ -210,11 +210,17 @@ absl::StatusOr<std::unique_ptr<Metadata>> Metadata::Open(const std::string& path
 Metadata::Metadata(sqlite3* db, std::string path, int64_t reserve_bytes)
     : db_(db), path_(std::move(path)), reserve_bytes_(reserve_bytes) {}
 
+std::string DirectoryOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";  // "/strata.db": the root, not the working directory
+  return path.substr(0, slash);
+}
+
 namespace {
 int64_t FreeBytesBeside(const std::string& path) {
   struct statvfs fs;
-  std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
-  if (statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0) return -1;
+  if (statvfs(DirectoryOf(path).c_str(), &fs) != 0) return -1;
   return static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
 }
 }  // namespace
@@ -278,23 +284,46 @@ absl::Status Metadata::ReserveDriverIdsThrough(const std::string& id) {
   return put.Run();
 }
 
-absl::Status Metadata::Backup(const std::string& destination) {
+absl::StatusOr<Metadata::BackupResult> Metadata::Backup(const std::string& destination,
+                                                        const BackupOptions& options) {
+  if (options.pages_per_step <= 0) return absl::InvalidArgumentError("pages_per_step must be > 0");
   // Create the file ourselves (O_EXCL: never replace anything), then let SQLite fill it.
   int fd = open(destination.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return ErrnoStatus(errno, "create backup file", destination);
   close(fd);
   sqlite3* target = nullptr;
   absl::Status status;
+  BackupResult result;
   if (sqlite3_open_v2(destination.c_str(), &target, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     status = SqliteError(target, absl::StrCat("open ", destination));
   } else {
-    std::lock_guard<std::recursive_mutex> lock(mutex_);
-    sqlite3_backup* backup = sqlite3_backup_init(target, "main", db_, "main");
+    sqlite3_backup* backup = nullptr;
+    {
+      std::lock_guard<std::recursive_mutex> lock(mutex_);
+      backup = sqlite3_backup_init(target, "main", db_, "main");
+    }
     if (backup == nullptr) {
       status = SqliteError(target, "backup init");
     } else {
-      int rc = sqlite3_backup_step(backup, -1);
-      sqlite3_backup_finish(backup);
+      int rc = SQLITE_OK;
+      while (true) {
+        {
+          // One step under the mutex: the connection is shared with every call.
+          std::lock_guard<std::recursive_mutex> lock(mutex_);
+          rc = sqlite3_backup_step(backup, options.pages_per_step);
+        }
+        ++result.steps;
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
+        if (options.between_steps) {
+          options.between_steps(sqlite3_backup_remaining(backup), sqlite3_backup_pagecount(backup));
+        }
+        if (rc != SQLITE_OK) sqlite3_sleep(10);  // busy: another connection writes; retry
+      }
+      {
+        std::lock_guard<std::recursive_mutex> lock(mutex_);
+        sqlite3_backup_finish(backup);
+      }
       if (rc != SQLITE_DONE) status = SqliteError(target, "backup");
     }
   }
@@ -310,9 +339,17 @@ absl::Status Metadata::Backup(const std::string& destination) {
   int sync_fd = open(destination.c_str(), O_RDONLY | O_CLOEXEC);
   if (sync_fd >= 0) {
     (void)fsync(sync_fd);
+    struct stat st;
+    if (fstat(sync_fd, &st) == 0) result.bytes = static_cast<int64_t>(st.st_size);
     close(sync_fd);
   }
-  return absl::OkStatus();
+  // The new name must survive a power cut too.
+  int dir_fd = open(DirectoryOf(destination).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    (void)fsync(dir_fd);
+    close(dir_fd);
+  }
+  return result;
 }
 Metadata::~Metadata() { sqlite3_close(db_); }
 

@@ -83,6 +83,9 @@ struct PublicationRecord {
   std::string state;  // "publishing" (intent) or "published"
 };
 
+// The directory holding `path` as statvfs needs it: "/" for "/strata.db", "." for a bare name.
+std::string DirectoryOf(const std::string& path);
+
 class Metadata {
  public:
   // Opens (creating if needed) the store at `path`. Beside it, `<path>.reserve` holds
@@ -103,9 +106,24 @@ class Metadata {
   void MakeRoomForDelete();
   // Re-creates the reserve once there is room again (after deletes freed space). Cheap.
   void RestoreReserve();
-  // Copies the database to `destination` (which must not exist) with SQLite's online backup:
-  // a consistent copy while the plugin keeps serving.
-  absl::Status Backup(const std::string& destination);
+  // Copies the database to `destination` (which must not exist: never replaced) with SQLite's
+  // online backup: a consistent copy while the plugin keeps serving. The copy goes
+  // `options.pages_per_step` pages at a time and releases the store's mutex between steps, so
+  // calls proceed during the backup of a large store (their changes, made through this same
+  // connection, are carried into the copy by SQLite).
+  struct BackupOptions {
+    int pages_per_step = 256;  // of the database's page size (4 KiB by default)
+    // Called between steps, without the mutex (tests).
+    std::function<void(int remaining_pages, int total_pages)> between_steps;
+  };
+  struct BackupResult {
+    int64_t bytes = 0;
+    int steps = 0;
+  };
+  absl::StatusOr<BackupResult> Backup(const std::string& destination, const BackupOptions& options);
+  absl::Status Backup(const std::string& destination) {
+    return Backup(destination, BackupOptions{}).status();
+  }
 
   // Runs `body` in one IMMEDIATE transaction; commits when it returns OK, rolls back otherwise.
   // Calls made inside `body` join the transaction. Not reentrant across threads.

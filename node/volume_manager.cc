@@ -178,7 +178,9 @@ absl::Status VolumeManager::RemoveVolume(VolumeRecord volume) {
   CrashPoint("delete-after-intent");
   RETURN_IF_ERROR(driver_->Remove(volume.active_id));
   CrashPoint("delete-after-remove");
-  return metadata_->DeleteVolume(volume.id);
+  RETURN_IF_ERROR(metadata_->DeleteVolume(volume.id));
+  SetAbnormal(volume.id, "");
+  return absl::OkStatus();
 }
 
 absl::Status VolumeManager::Delete(const std::string& volume_id) {
@@ -234,6 +236,16 @@ absl::Status VolumeManager::Stage(const std::string& volume_id, const std::strin
 
 absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::string& staging_path) {
   ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
+  // Checked before the "already staged" answer too: a live overlay mount outlives a lower
+  // removed under it, and a retried stage must not say OK for a volume that cannot work.
+  ASSIGN_OR_RETURN(std::string missing, MissingContent(volume));
+  SetAbnormal(volume_id, missing);
+  if (!missing.empty()) {
+    LogWarning("stage refused: the volume's content is missing on disk",
+               {{"volume", volume_id}, {"problem", missing}});
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume ", volume_id, " cannot be staged: ", missing));
+  }
   if (volume.state == kVolumeStaged) {
     if (volume.staging_path != staging_path) {
       return absl::FailedPreconditionError(
@@ -465,9 +477,16 @@ absl::StatusOr<VolumeUsage> VolumeManager::Usage(const std::string& volume_id,
         absl::StrCat("volume ", volume_id, " is not staged or published at ", volume_path));
   }
   VolumeUsage usage;
-  ASSIGN_OR_RETURN(drivers::Usage used, driver_->GetUsage(volume.active_id));
-  usage.used_bytes = used.bytes;
-  usage.used_inodes = used.inodes;
+  ASSIGN_OR_RETURN(std::string missing, MissingContent(volume));
+  SetAbnormal(volume_id, missing);
+  // A writable layer gone from disk is reported as the volume's condition, not as an error.
+  absl::StatusOr<drivers::Usage> used = driver_->GetUsage(volume.active_id);
+  if (used.ok()) {
+    usage.used_bytes = used->bytes;
+    usage.used_inodes = used->inodes;
+  } else if (missing.empty() || !absl::IsNotFound(used.status())) {
+    return used.status();
+  }
   struct statvfs fs;
   if (statvfs(volume_path.c_str(), &fs) == 0) {
     int64_t fs_total = static_cast<int64_t>(fs.f_blocks) * fs.f_frsize;
@@ -479,7 +498,10 @@ absl::StatusOr<VolumeUsage> VolumeManager::Usage(const std::string& volume_id,
     usage.available_inodes = static_cast<int64_t>(fs.f_favail);
   }
   ASSIGN_OR_RETURN(bool mounted, mounter_->IsMountPoint(volume_path));
-  if (!mounted) {
+  if (!missing.empty()) {
+    usage.abnormal = true;
+    usage.condition_message = missing;
+  } else if (!mounted) {
     usage.abnormal = true;
     usage.condition_message = absl::StrCat(volume_path, " is no longer mounted");
   } else {
@@ -584,6 +606,9 @@ absl::Status VolumeManager::Recover() {
           {{"error", collected.ToString()}});
     }
   }
+  // The cheap part of `stratactl check`: a layer folder removed behind our back shows now, as
+  // a warning and an abnormal volume, not at the next pod start.
+  RETURN_IF_ERROR(CheckVolumesContent());
   RefreshGauges();
   LogInfo("recovery finished", {{"volumes", std::to_string(keep.size())}});
   return absl::OkStatus();

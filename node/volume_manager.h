@@ -11,6 +11,8 @@
 // Callers (csi/) hold the per-volume lock (VolumeLocks) around every call for one volume.
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +23,7 @@
 #include "metrics/metrics.h"
 #include "node/layer_store.h"
 #include "node/metadata.h"
+#include "node/volume_locks.h"
 #include "sys/mounter.h"
 
 namespace strata::node {
@@ -57,6 +60,25 @@ struct VolumeManagerOptions {
   int flatten_depth = 128;
 };
 
+// One problem `stratactl check` found (VolumeManager::Check).
+struct CheckFinding {
+  // "missing-layer", "missing-writable-layer", "unknown-content", "half-made",
+  // "unrecorded-mount".
+  std::string kind;
+  std::string subject;  // a volume id, layer ChainID, driver id or mount point
+  std::string detail;   // what is wrong, in words
+  std::string action;   // what --repair did, or what the operator can do
+  bool repaired = false;
+};
+
+struct CheckReport {
+  int volumes = 0;         // volume records looked at
+  int layers = 0;          // layer records looked at
+  int driver_entries = 0;  // ids the driver holds content for
+  int mounts = 0;          // mounts looked at (under the store, or of its content)
+  std::vector<CheckFinding> findings;
+};
+
 // What a commit made.
 struct CommitResult {
   std::string chain_id;  // the new read-only layer
@@ -86,6 +108,8 @@ class VolumeManager {
   // Strata's --root: nothing a request names may lie inside it (stratactl save's output).
   const std::string& root() const { return options_.root; }
 
+  // FailedPrecondition naming the missing layer when the driver lacks part of the volume's
+  // chain or its writable layer, also for a retry on a volume already staged there.
   absl::Status Stage(const std::string& volume_id, const std::string& staging_path);
   absl::Status Unstage(const std::string& volume_id, const std::string& staging_path);
   // Binds the staged volume at `target_path`. The bind is always "nodev" (device nodes from an
@@ -106,7 +130,8 @@ class VolumeManager {
   // FailedPrecondition when something is.
   absl::Status Unpublish(const std::string& volume_id, const std::string& target_path);
 
-  // Space and inodes of the writable layer; abnormal when the mount at `volume_path` is gone.
+  // Space and inodes of the writable layer; abnormal when the volume's chain or writable layer
+  // is missing on disk (the message names it), or when the mount at `volume_path` is gone.
   absl::StatusOr<VolumeUsage> Usage(const std::string& volume_id, const std::string& volume_path);
 
   // ---- Commits (node/volume_commits.cc) ----
@@ -148,6 +173,28 @@ class VolumeManager {
   // scrapes (cmd/strata-csi), not after every call: it reads every table.
   void RefreshGauges();
 
+  // ---- Check (node/volume_check.cc) ----
+  //
+  // A layer folder removed behind Strata's back must not go unnoticed until a pod fails to
+  // start: Recover() checks every volume's chain and writable layer against the driver (one
+  // Exists per layer), logs a warning and marks each volume that lacks one abnormal; Stage and
+  // Usage check the volume again (a retried stage of a volume whose lower is gone answers
+  // FailedPrecondition, not OK) and NodeGetVolumeStats reports the condition.
+
+  // "" when the driver holds the volume's whole chain and its writable layer; else a message
+  // naming what is missing.
+  absl::StatusOr<std::string> MissingContent(const VolumeRecord& volume);
+  // Volume id -> condition message of every volume known to lack content.
+  std::map<std::string, std::string> AbnormalVolumes();
+  // `stratactl check`: compares the metadata with the driver's content and the mount table
+  // (missing layers, unknown content, half-made records, mounts no record owns). With `repair`
+  // it fixes only what cannot lose data: it drops a half-made volume record (creating or
+  // deleting) whose writable layer is already gone, and unmounts a mount under the store's
+  // volumes folder that no record owns and that is not in use (a plain unmount: EBUSY leaves
+  // it). It never removes content: unknown content waits for start-up's quarantine. Volumes
+  // busy with a call (their lock in `locks` is held) are skipped for repairs.
+  absl::StatusOr<CheckReport> Check(bool repair, VolumeLocks* locks);
+
  private:
   // Records `volume` (id, name, chain and request filled in) as creating, prepares its writable
   // layer, and marks it ready; undone if the driver fails.
@@ -172,6 +219,11 @@ class VolumeManager {
   // Undoes an interrupted commit or rollback recorded in `volume.pending`.
   absl::Status RecoverPendingCommit(VolumeRecord volume);
   int FlattenLimit() const;
+  // Records (or, with an empty message, clears) that `volume_id` lacks content; updates the
+  // strata_volumes_abnormal gauge.
+  void SetAbnormal(const std::string& volume_id, const std::string& message);
+  // Start-up's cheap part of Check: MissingContent for every volume.
+  absl::Status CheckVolumesContent();
 
   Metadata* metadata_;
   LayerStore* layers_;
@@ -179,6 +231,8 @@ class VolumeManager {
   sys::Mounter* mounter_;
   metrics::Metrics* metrics_;
   VolumeManagerOptions options_;
+  std::mutex abnormal_mutex_;
+  std::map<std::string, std::string> abnormal_;  // guarded by abnormal_mutex_
 };
 
 }  // namespace strata::node

@@ -71,6 +71,11 @@ Commands:
                              OCI layout (a folder, or a tar if FILE ends in .tar) on this node;
                              FILE must not exist (--force replaces a regular file) and must
                              lie outside the store
+  check [--repair]           compare metadata, disk and mounts (missing layers, unknown
+                             content, half-made records, mounts without records); --repair
+                             fixes only what cannot lose data. Exit code 3 when problems are left
+  backup FILE                copy the metadata database to FILE on this node (online; FILE must
+                             not exist and must lie outside the store; restore: docs/operations.md)
   version                    client and server versions
   help                       this text
 
@@ -94,6 +99,7 @@ struct Options {
   bool tree = false;
   bool dry_run = false;
   bool force = false;
+  bool repair = false;
   bool help = false;
   std::vector<std::string> args;  // command first
 };
@@ -160,6 +166,9 @@ Options ParseArgs(int argc, char** argv) {
     } else if (flag == "--dry-run") {
       no_value();
       options.dry_run = true;
+    } else if (flag == "--repair") {
+      no_value();
+      options.repair = true;
     } else if (flag == "--force" || flag == "-f") {
       no_value();
       options.force = true;
@@ -874,6 +883,79 @@ int DmPool(const Options& options) {
   return 0;
 }
 
+// ---- check and backup (issue 8) -----------------------------------------------------------
+
+// Exit code of `check` when problems are left (1 is a failed call, 2 a bad command line).
+constexpr int kCheckProblemsExit = 3;
+
+int Check(Client& client, const Options& options) {
+  ExpectArgs(options, 0, 0, "check [--repair]");
+  pb::CheckRequest request;
+  request.set_repair(options.repair);
+  pb::CheckResponse response = client.Call(&pb::Admin::Stub::Check, request, /*long_running=*/true);
+  int left = 0;
+  for (const pb::CheckFinding& finding : response.findings()) left += finding.repaired() ? 0 : 1;
+  if (options.output == "json") {
+    Json findings = Json::array();
+    for (const pb::CheckFinding& finding : response.findings()) {
+      bool escaped = false;
+      findings.push_back({{"kind", finding.kind()},
+                          {"subject", EscapeName(finding.subject(), &escaped)},
+                          {"detail", finding.detail()},
+                          {"action", finding.action()},
+                          {"repaired", finding.repaired()}});
+    }
+    PrintJson({{"repair", options.repair},
+               {"volumes", response.volumes()},
+               {"layers", response.layers()},
+               {"driver_entries", response.driver_entries()},
+               {"mounts", response.mounts()},
+               {"problems", response.findings_size()},
+               {"left", left},
+               {"findings", findings}});
+  } else {
+    std::cout << "Checked " << response.volumes() << " volumes, " << response.layers()
+              << " layers, " << response.driver_entries() << " driver entries, "
+              << response.mounts() << " mounts\n";
+    if (response.findings_size() > 0) {
+      std::vector<std::vector<std::string>> rows;
+      for (const pb::CheckFinding& finding : response.findings()) {
+        bool escaped = false;
+        std::string subject = EscapeName(finding.subject(), &escaped);
+        rows.push_back({finding.kind(), escaped ? "\"" + subject + "\"" : subject,
+                        finding.repaired() ? "yes" : "no", finding.detail(), finding.action()});
+      }
+      PrintTable({"PROBLEM", "SUBJECT", "REPAIRED", "DETAIL", "ACTION"}, rows);
+    }
+    if (response.findings_size() == 0) {
+      std::cout << "No problems found\n";
+    } else {
+      std::cout << response.findings_size() << " problems found, "
+                << response.findings_size() - left << " repaired, " << left << " left\n";
+    }
+  }
+  return left > 0 ? kCheckProblemsExit : 0;
+}
+
+int Backup(Client& client, const Options& options) {
+  ExpectArgs(options, 1, 1, "backup FILE");
+  pb::BackupRequest request;
+  std::error_code error;
+  std::filesystem::path path = std::filesystem::absolute(options.args[1], error);
+  request.set_path(error ? options.args[1] : path.lexically_normal().string());
+  pb::BackupResponse response =
+      client.Call(&pb::Admin::Stub::Backup, request, /*long_running=*/true);
+  bool escaped = false;
+  std::string written = EscapeName(response.path(), &escaped);
+  if (options.output == "json") {
+    PrintJson({{"path", written}, {"bytes", response.bytes()}, {"steps", response.steps()}});
+  } else {
+    std::cout << "Backed up the metadata to " << (escaped ? "\"" + written + "\"" : written) << ": "
+              << HumanSize(response.bytes()) << "\n";
+  }
+  return 0;
+}
+
 int Run(const Options& options) {
   if (options.help || options.args.empty() || options.args[0] == "help") {
     if (options.args.empty() && !options.help) {
@@ -899,7 +981,9 @@ int Run(const Options& options) {
                                                            {"snapshots", Snapshots},
                                                            {"history", History},
                                                            {"diff", Diff},
-                                                           {"save", Save}};
+                                                           {"save", Save},
+                                                           {"check", Check},
+                                                           {"backup", Backup}};
   auto it = kCommands.find(command);
   if (it == kCommands.end()) throw UsageError{"unknown command \"" + command + "\""};
   // -o names the output file of save and the output format of everything else.
@@ -914,6 +998,7 @@ int Run(const Options& options) {
   if (options.name && command != "import") throw UsageError{"--name is a flag of import"};
   if (options.tree && command != "layers") throw UsageError{"--tree is a flag of layers"};
   if (options.dry_run && command != "gc") throw UsageError{"--dry-run is a flag of gc"};
+  if (options.repair && command != "check") throw UsageError{"--repair is a flag of check"};
   Client client(options.endpoint);
   return it->second(client, options);
 }

@@ -192,6 +192,11 @@ absl::StatusOr<Usage> BtrfsDriver::GetUsage(const std::string& id) {
   return usage;
 }
 
+absl::StatusOr<bool> BtrfsDriver::Exists(const std::string& id) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  return btrfs::IsSubvolume(SubvolumePath(id));
+}
+
 absl::StatusOr<std::vector<std::string>> BtrfsDriver::Walk() { return ListIds(home_); }
 
 absl::StatusOr<int64_t> BtrfsDriver::FreeBytes() { return FreeBytesAt(home_); }

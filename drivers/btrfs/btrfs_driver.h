@@ -69,6 +69,7 @@ class BtrfsDriver : public Driver {
   // with other subvolumes count in each).
   absl::StatusOr<Usage> GetUsage(const std::string& id) override;
   absl::StatusOr<std::vector<std::string>> Walk() override;
+  absl::StatusOr<bool> Exists(const std::string& id) override;
   // statvfs f_bavail of the filesystem: an estimate on btrfs (see docs/drivers/btrfs.md).
   absl::StatusOr<int64_t> FreeBytes() override;
 

@@ -656,6 +656,17 @@ absl::StatusOr<Usage> DevmapperDriver::GetUsage(const std::string& id) {
   return usage;
 }
 
+absl::StatusOr<bool> DevmapperDriver::Exists(const std::string& id) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<Record> record = ReadRecord(devices_ + "/" + id + ".json");
+  if (absl::IsNotFound(record.status())) return false;
+  RETURN_IF_ERROR(record.status());
+  // Half-made or half-removed devices do not count (driver.h); a faulty one is reported by
+  // the calls that use it.
+  return record->state != kCreating && record->state != kRemoving;
+}
+
 absl::StatusOr<std::vector<std::string>> DevmapperDriver::Walk() {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(std::vector<Record> records, ReadAllRecords());

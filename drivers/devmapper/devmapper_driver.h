@@ -93,6 +93,8 @@ class DevmapperDriver : public Driver {
   // tell a device's own blocks from its origin's). Inodes are not known without a mount: 0.
   absl::StatusOr<Usage> GetUsage(const std::string& id) override;
   absl::StatusOr<std::vector<std::string>> Walk() override;
+  // The device's record is there and readable (one file read; the pool is not asked).
+  absl::StatusOr<bool> Exists(const std::string& id) override;
   // Free data bytes of the pool above the min_free_percent reserve.
   absl::StatusOr<int64_t> FreeBytes() override;
 

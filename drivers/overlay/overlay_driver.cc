@@ -229,6 +229,13 @@ absl::StatusOr<Usage> OverlayDriver::GetUsage(const std::string& id) {
   return absl::NotFoundError("overlay: " + id + " not found");
 }
 
+absl::StatusOr<bool> OverlayDriver::Exists(const std::string& id) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  ASSIGN_OR_RETURN(bool is_layer, PathExists(LayerPath(id)));
+  if (is_layer) return true;
+  return PathExists(UpperPath(id));
+}
+
 absl::StatusOr<std::vector<std::string>> OverlayDriver::Walk() {
   ASSIGN_OR_RETURN(std::vector<std::string> ids, ListIds(layers_));
   ASSIGN_OR_RETURN(std::vector<std::string> active, ListIds(active_));

@@ -69,6 +69,7 @@ class OverlayDriver : public Driver {
   // Bytes are allocated blocks (st_blocks * 512) of the layer dir, or of an active's upper.
   absl::StatusOr<Usage> GetUsage(const std::string& id) override;
   absl::StatusOr<std::vector<std::string>> Walk() override;
+  absl::StatusOr<bool> Exists(const std::string& id) override;
   absl::StatusOr<int64_t> FreeBytes() override;
 
   std::string LayerPath(const std::string& id) const { return layers_ + "/" + id; }

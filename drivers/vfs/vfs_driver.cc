@@ -119,6 +119,11 @@ absl::StatusOr<Usage> VfsDriver::GetUsage(const std::string& id) {
   return TreeUsage(TreePath(id));
 }
 
+absl::StatusOr<bool> VfsDriver::Exists(const std::string& id) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  return PathExists(TreePath(id));
+}
+
 absl::StatusOr<std::vector<std::string>> VfsDriver::Walk() { return ListIds(home_); }
 
 absl::StatusOr<int64_t> VfsDriver::FreeBytes() { return FreeBytesAt(home_); }

@@ -41,6 +41,7 @@ class VfsDriver : public Driver {
   // Bytes are allocated blocks (st_blocks * 512) of the whole tree: vfs layers share nothing.
   absl::StatusOr<Usage> GetUsage(const std::string& id) override;
   absl::StatusOr<std::vector<std::string>> Walk() override;
+  absl::StatusOr<bool> Exists(const std::string& id) override;
   absl::StatusOr<int64_t> FreeBytes() override;
 
   std::string TreePath(const std::string& id) const { return home_ + "/" + id; }

@@ -411,8 +411,15 @@ TEST_P(DriverConformanceTest, WalkRemoveUsageFreeBytes) {
   auto walk = driver_->Walk();
   ASSERT_TRUE(walk.ok());
   EXPECT_THAT(*walk, ::testing::ElementsAre("base", "vol"));
+  // Exists: a layer and an active are there, an unknown id is not.
+  EXPECT_TRUE(driver_->Exists("base").value_or(false));
+  EXPECT_TRUE(driver_->Exists("vol").value_or(false));
+  EXPECT_FALSE(driver_->Exists("nothere").value_or(true));
+  EXPECT_EQ(driver_->Exists("../etc").status().code(), absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(driver_->Remove("vol").ok());
   ASSERT_TRUE(driver_->Remove("base").ok());
+  EXPECT_FALSE(driver_->Exists("base").value_or(true));
+  EXPECT_FALSE(driver_->Exists("vol").value_or(true));
   EXPECT_TRUE(driver_->Remove("base").ok());  // missing: OK
   EXPECT_TRUE(driver_->Remove("neverwas").ok());
   walk = driver_->Walk();
