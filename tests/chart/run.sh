@@ -52,11 +52,12 @@ api_versions() {  # api_versions [VALUES]
   sed -n 's/^# api-versions: *//p' "$1" | while read -r v; do printf -- '--api-versions\n%s\n' "$v"; done
 }
 
-render() {  # render OUT [VALUES]
+render() {  # render OUT [VALUES [HELM-ARG...]]
   local out="$1" values="${2:-}" apis=()
+  shift; shift || true
   mapfile -t apis < <(api_versions "$values")
   "$helm" template strata "$chart" --namespace strata-system -f "$base" ${values:+-f "$values"} \
-    "${apis[@]}" >"$out"
+    "${apis[@]}" "$@" >"$out"
 }
 
 case "$cmd" in
@@ -134,7 +135,8 @@ case "$cmd" in
 
   examples)
     need_tools
-    render "$work/default.yaml"
+    # The examples take snapshots: render for a cluster with the VolumeSnapshot API.
+    render "$work/default.yaml" "" --api-versions snapshot.storage.k8s.io/v1
     node "$here/validate.mjs" --modules "$modules" --refs "$work/default.yaml" "$repo"/deploy/examples/*.yaml
     ;;
 
