@@ -527,6 +527,9 @@ const getPath = (obj, p) => {
   }
   return v;
 };
+// JSON with sorted keys: a rendered object's key order is not the values file's.
+const canon = (v) => JSON.stringify(v, (k, x) =>
+  isObj(x) ? Object.fromEntries(Object.keys(x).sort().map((key) => [key, x[key]])) : x);
 for (const spec of expectFields) {
   const i = spec.indexOf(":"), j = spec.indexOf("=", spec.lastIndexOf("]") + 1 || i);
   const [kind, p, raw] = [spec.slice(0, i), spec.slice(i + 1, j), spec.slice(j + 1)];
@@ -535,7 +538,7 @@ for (const spec of expectFields) {
   check(objs.length > 0, "expect-field", `no ${kind} rendered for ${p}`);
   for (const o of objs) {
     const got = getPath(o, p);
-    check(JSON.stringify(got) === JSON.stringify(want), "expect-field",
+    check(canon(got) === canon(want), "expect-field",
           `${kind} ${o.metadata?.name} ${p} is ${JSON.stringify(got)}, want ${raw}`);
   }
 }
