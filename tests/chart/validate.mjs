@@ -247,7 +247,7 @@ function chartFactChecks() {
     const tag = img.includes("@") ? "digest" : img.slice(img.lastIndexOf("/") + 1).split(":")[1];
     check(tag && tag !== "latest", W, `container ${c.name} image "${img}" is not pinned to a tag`);
     if (img.startsWith("registry.k8s.io/sig-storage/"))
-      check(/:v\d+\.\d+\.\d+$/.test(img), W, `sidecar ${c.name} image "${img}" is not a vX.Y.Z release`);
+      check(/(:v\d+\.\d+\.\d+|@sha256:[a-f0-9]{64})$/.test(img), W, `sidecar ${c.name} image "${img}" is not a vX.Y.Z release or a digest`);
   }
 
   // Volumes and mounts.
