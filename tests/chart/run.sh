@@ -12,7 +12,14 @@
 # A values file may carry `# expect-arg: CONTAINER:ARG` lines (the rendered DaemonSet must pass
 # exactly that argument to that container), `# expect-env: CONTAINER:NAME=fieldRef:PATH` /
 # `CONTAINER:!NAME` lines (that container's env var NAME comes from the downward API field PATH /
-# is not set) and `# expect-kind: [!]KIND` lines (that kind must / must not be rendered).
+# is not set), `# expect-kind: [!]KIND` lines (that kind must / must not be rendered),
+# `# expect-field: KIND:PATH=JSON` lines (every rendered KIND has JSON at PATH, see validate.mjs)
+# and `# api-versions: GROUP/VERSION` lines (the cluster serves that API: helm --api-versions).
+# A bad-values file carries `# expect: TEXT` (values.schema.json rejects it, naming TEXT) or
+# `# expect-fail: TEXT` (the schema passes it and a template `fail` refuses it with TEXT).
+#
+# Every render gets $base first: images.plugin.repository has no default (the chart refuses to
+# guess an image), so the tests name one; a values file may still override it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,9 +43,21 @@ need_tools() {
 
 values_files() { ls "$here"/values/*.yaml; }
 
-render() {  # render OUT [VALUES]
-  local out="$1" values="${2:-}"
-  "$helm" template strata "$chart" --namespace strata-system ${values:+-f "$values"} >"$out"
+base="$work/base.yaml"
+printf 'images:\n  plugin:\n    repository: registry.example.com/strata/strata-csi\n' >"$base"
+
+# --api-versions flags for the `# api-versions:` lines of a values file.
+api_versions() {  # api_versions [VALUES]
+  [[ -n "${1:-}" ]] || return 0
+  sed -n 's/^# api-versions: *//p' "$1" | while read -r v; do printf -- '--api-versions\n%s\n' "$v"; done
+}
+
+render() {  # render OUT [VALUES [HELM-ARG...]]
+  local out="$1" values="${2:-}" apis=()
+  shift; shift || true
+  mapfile -t apis < <(api_versions "$values")
+  "$helm" template strata "$chart" --namespace strata-system -f "$base" ${values:+-f "$values"} \
+    "${apis[@]}" "$@" >"$out"
 }
 
 case "$cmd" in
@@ -51,7 +70,7 @@ case "$cmd" in
   lint)
     need_tools
     values="${3:-}"
-    "$helm" lint --strict "$chart" ${values:+-f "$values"}
+    "$helm" lint --strict "$chart" -f "$base" ${values:+-f "$values"}
     ;;
 
   render)
@@ -71,6 +90,9 @@ case "$cmd" in
       while read -r kind; do
         expect+=(--expect-kind "$kind")
       done < <(sed -n 's/^# expect-kind: *//p' "$values")
+      while read -r spec; do
+        expect+=(--expect-field "$spec")
+      done < <(sed -n 's/^# expect-field: *//p' "$values")
     fi
     node "$here/validate.mjs" --modules "$modules" --chart-facts "${expect[@]}" "$out"
     ;;
@@ -82,9 +104,23 @@ case "$cmd" in
     failed=0
     for bad in "$here"/bad-values/*.yaml; do
       want="$(sed -n 's/^# expect: *//p' "$bad")"
-      if "$helm" template strata "$chart" -f "$bad" >"$work/out.yaml" 2>"$work/err.txt"; then
-        echo "FAIL $(basename "$bad"): rendered, but the schema should reject it"
+      want_fail="$(sed -n 's/^# expect-fail: *//p' "$bad")"
+      if [[ -z "$want" && -z "$want_fail" ]]; then
+        echo "FAIL $(basename "$bad"): no '# expect:' or '# expect-fail:' line"
         failed=1
+      elif "$helm" template strata "$chart" -f "$base" -f "$bad" >"$work/out.yaml" 2>"$work/err.txt"; then
+        echo "FAIL $(basename "$bad"): rendered, but it should be refused"
+        failed=1
+      elif [[ -n "$want_fail" ]]; then
+        # Refused by the templates, not the schema: the schema accepted these values.
+        if grep -q "values don't meet the specifications of the schema" "$work/err.txt" ||
+           ! grep -qF -- "$want_fail" "$work/err.txt"; then
+          echo "FAIL $(basename "$bad"): not refused by the templates with '$want_fail':"
+          cat "$work/err.txt"
+          failed=1
+        else
+          echo "ok   $(basename "$bad"): refused at render time ($want_fail)"
+        fi
       elif ! grep -q "values don't meet the specifications of the schema" "$work/err.txt" ||
            ! grep -qF -- "$want" "$work/err.txt"; then
         echo "FAIL $(basename "$bad"): rejected for another reason than '$want':"
@@ -99,7 +135,8 @@ case "$cmd" in
 
   examples)
     need_tools
-    render "$work/default.yaml"
+    # The examples take snapshots: render for a cluster with the VolumeSnapshot API.
+    render "$work/default.yaml" "" --api-versions snapshot.storage.k8s.io/v1
     node "$here/validate.mjs" --modules "$modules" --refs "$work/default.yaml" "$repo"/deploy/examples/*.yaml
     ;;
 

@@ -2,7 +2,13 @@
 //
 //   node validate.mjs --modules DIR [--chart-facts] [--expect-arg CONTAINER:ARG]...
 //                     [--expect-env CONTAINER:NAME=fieldRef:PATH | CONTAINER:!NAME]...
-//                     [--expect-kind [!]KIND]... [--print-plugin-flags] [--refs FILE]... FILE...
+//                     [--expect-kind [!]KIND]... [--expect-field KIND:PATH=JSON]...
+//                     [--print-plugin-flags] [--refs FILE]... FILE...
+//
+// --expect-field: every rendered object of KIND has the JSON value JSON at PATH (and there is at
+// least one such object). PATH is dotted; `[name=X]` picks the list element named X, e.g.
+// `DaemonSet:spec.template.spec.containers[name=strata].startupProbe.failureThreshold=180`.
+// A JSON of `undefined` means the field must be absent.
 //
 // Every document must be a kind we know: kinds kubernetes-models has a schema for are checked with
 // `new Kind(doc).validate()`; CRD kinds it lacks (ServiceMonitor, VolumeSnapshotClass,
@@ -27,6 +33,7 @@ const expectArgs = [];
 const expectEnvs = [];
 const refFiles = [];
 const expectKinds = [];
+const expectFields = [];
 const files = [];
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -37,6 +44,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--expect-env") expectEnvs.push(argv[++i]);
   else if (a === "--refs") refFiles.push(argv[++i]);
   else if (a === "--expect-kind") expectKinds.push(argv[++i]);
+  else if (a === "--expect-field") expectFields.push(argv[++i]);
   else files.push(a);
 }
 if (!modules || files.length === 0) {
@@ -239,7 +247,7 @@ function chartFactChecks() {
     const tag = img.includes("@") ? "digest" : img.slice(img.lastIndexOf("/") + 1).split(":")[1];
     check(tag && tag !== "latest", W, `container ${c.name} image "${img}" is not pinned to a tag`);
     if (img.startsWith("registry.k8s.io/sig-storage/"))
-      check(/:v\d+\.\d+\.\d+$/.test(img), W, `sidecar ${c.name} image "${img}" is not a vX.Y.Z release`);
+      check(/(:v\d+\.\d+\.\d+|@sha256:[a-f0-9]{64})$/.test(img), W, `sidecar ${c.name} image "${img}" is not a vX.Y.Z release or a digest`);
   }
 
   // Volumes and mounts.
@@ -250,9 +258,23 @@ function chartFactChecks() {
   for (const v of Object.values(volumes))
     if (v.hostPath) check(/^\//.test(v.hostPath.path), W, `hostPath ${v.name} is not absolute`);
 
+  // SELinux: on enforcing nodes a container may connect to the socket the privileged plugin
+  // created only if it runs privileged too (spc_t), as upstream csi-driver-host-path does.
+  for (const c of containers.filter((c) => (c.volumeMounts ?? []).some((m) => m.mountPath === "/csi")))
+    check(c.securityContext?.privileged === true, W, `container ${c.name} uses the plugin socket but is not privileged`);
+  // Two plugin pods on one node deadlock on the root lock: never surge a rollout.
+  check(ds.spec.updateStrategy?.rollingUpdate?.maxSurge === undefined, W, "updateStrategy must not set maxSurge");
+
   const plugin = byName.strata;
   if (plugin) {
     check(plugin.securityContext?.privileged === true, W, "plugin container must be privileged");
+    // A long start-up recovery must not be killed by the liveness probe: a startupProbe on the
+    // same endpoint holds the liveness probe off until the plugin first answers.
+    const sp = plugin.startupProbe;
+    check(sp?.httpGet?.path === plugin.livenessProbe?.httpGet?.path && sp?.httpGet?.port === plugin.livenessProbe?.httpGet?.port,
+          W, "plugin startupProbe must probe the liveness endpoint");
+    check((sp?.failureThreshold ?? 0) * (sp?.periodSeconds ?? 0) >= 600, W,
+          "plugin startupProbe must allow at least 10 minutes of start-up");
     const bidir = (plugin.volumeMounts ?? []).filter((m) => m.mountPropagation === "Bidirectional");
     const kubelet = bidir.find((m) => volumes[m.name]?.hostPath && m.mountPath === volumes[m.name].hostPath.path &&
                                        byName["node-driver-registrar"] && argValue(byName["node-driver-registrar"], "--kubelet-registration-path")?.startsWith(m.mountPath + "/"));
@@ -357,9 +379,13 @@ function chartFactChecks() {
   for (const sc of byKind("StorageClass")) {
     check(sc.provisioner === driverName, W, `StorageClass ${sc.metadata.name} provisioner must be ${driverName}`);
     check(sc.volumeBindingMode === "WaitForFirstConsumer", W, `StorageClass ${sc.metadata.name} must be WaitForFirstConsumer`);
-    check(sc.allowVolumeExpansion === Boolean(byName["csi-resizer"]), W,
-          `StorageClass ${sc.metadata.name} allowVolumeExpansion must follow the resizer`);
+    // The plugin does not advertise EXPAND_VOLUME yet: offering expansion only makes PVC resizes hang.
+    check(sc.allowVolumeExpansion === false, W, `StorageClass ${sc.metadata.name} must not allow volume expansion`);
+    // The plugin rejects unknown parameters; the provisioner strips csi.storage.k8s.io/* keys.
+    for (const k of Object.keys(sc.parameters ?? {}))
+      check(k === "image" || k.startsWith("csi.storage.k8s.io/"), W, `StorageClass ${sc.metadata.name} parameter ${k} is unknown to the plugin`);
   }
+  check(!byName["csi-resizer"], W, "no csi-resizer while the plugin cannot expand volumes");
   for (const vsc of byKind("VolumeSnapshotClass")) check(vsc.driver === driverName, W, "VolumeSnapshotClass driver mismatch");
   if (byKind("VolumeSnapshotClass").length) check(snap, W, "a VolumeSnapshotClass without a csi-snapshotter");
 
@@ -489,6 +515,32 @@ for (const spec of expectKinds) {
   // "Kind" must be rendered; "!Kind" must not be.
   const [neg, kind] = spec.startsWith("!") ? [true, spec.slice(1)] : [false, spec];
   check(byKind(kind).length > 0 !== neg, "expect-kind", `${kind} ${neg ? "must not" : "must"} be rendered`);
+}
+
+// PATH "a.b[name=x].c" → the value there, or undefined.
+const getPath = (obj, p) => {
+  let v = obj;
+  for (const seg of p.match(/[^.\[\]]+|\[[^\]]*\]/g) ?? []) {
+    if (v === undefined || v === null) return undefined;
+    const sel = /^\[(\w+)=(.*)\]$/.exec(seg);
+    v = sel ? (Array.isArray(v) ? v.find((e) => String(e?.[sel[1]]) === sel[2]) : undefined) : v[seg];
+  }
+  return v;
+};
+// JSON with sorted keys: a rendered object's key order is not the values file's.
+const canon = (v) => JSON.stringify(v, (k, x) =>
+  isObj(x) ? Object.fromEntries(Object.keys(x).sort().map((key) => [key, x[key]])) : x);
+for (const spec of expectFields) {
+  const i = spec.indexOf(":"), j = spec.indexOf("=", spec.lastIndexOf("]") + 1 || i);
+  const [kind, p, raw] = [spec.slice(0, i), spec.slice(i + 1, j), spec.slice(j + 1)];
+  const want = raw === "undefined" ? undefined : JSON.parse(raw);
+  const objs = byKind(kind);
+  check(objs.length > 0, "expect-field", `no ${kind} rendered for ${p}`);
+  for (const o of objs) {
+    const got = getPath(o, p);
+    check(canon(got) === canon(want), "expect-field",
+          `${kind} ${o.metadata?.name} ${p} is ${JSON.stringify(got)}, want ${raw}`);
+  }
 }
 
 if (printPluginFlags) {

@@ -35,7 +35,17 @@ app.kubernetes.io/part-of: strata
 {{- printf "%s/plugins/%s" (trimSuffix "/" .Values.kubeletDir) .Values.driverName -}}
 {{- end -}}
 
+{{/* An image reference: repository@digest when a digest is set (the tag is then not used, a
+     digest already names one image), else repository:tag (tag defaulting to .default). With
+     .required (the value's name), an empty repository fails the render instead of guessing an
+     image name that may not exist. */}}
 {{- define "strata.image" -}}
-{{- $tag := .image.tag | default .default -}}
-{{- printf "%s:%s" .image.repository $tag -}}
+{{- if and .required (not .image.repository) -}}
+{{- fail (printf "%s is required: there is no published Strata image yet, so the chart will not guess one; build and push it (docs/cluster-install.md) and set %s=<registry>/strata-csi (a tag with images.plugin.tag, or a digest with images.plugin.digest=sha256:...)" .required .required) -}}
+{{- end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .default) -}}
+{{- end -}}
 {{- end -}}
