@@ -171,6 +171,13 @@ def whiteout():
         "whiteout_under_file": [4, 1, 1, 0],                    # b/.wh.a (b is a file)
         "dir_over_whiteout": [4, 0, 4, 1, 0, 4, 0, 1, 4, 0],    # .wh.d, dir d, d/a
     }
+    # One long layer of every seed above in turn: libFuzzer sizes its inputs from the longest
+    # seed, and real layers have more than a handful of entries.
+    # (The hostile ones are left out: the first would stop the layer.)
+    hostile = {"dotdot_file", "whiteout_names_dot", "whiteout_names_dotdot",
+               "whiteout_names_nothing"}
+    seeds["everything"] = [b for name in sorted(seeds) if name not in hostile
+                           for b in seeds[name]]
     for name, data in seeds.items():
         write(t, name, bytes(data))
 
