@@ -110,6 +110,12 @@ absl::StatusOr<nlohmann::json> ParseBoundedJson(absl::string_view text, int64_t 
                                                    " bytes of JSON, more than the limit of ",
                                                    SizeText(max_bytes), " (--max-json-bytes)"));
   }
+  // nlohmann's parser stops at a NUL byte and accepts what came before it ("{}\0anything"). A
+  // raw NUL is never valid JSON (inside strings it must be escaped), so such a text is refused
+  // rather than stored as a config other parsers would reject.
+  if (text.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JSON (a NUL byte)"));
+  }
   JsonShape shape = ScanJson(text, max_depth);
   if (shape.depth_exceeded) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": JSON nested deeper than the limit of ",

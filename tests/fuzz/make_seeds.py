@@ -278,6 +278,9 @@ def bounded_json():
     write(t, "utf8_cut", b"\x03\x00" + "ééééé".encode())
     # Found by the fuzzer (an invariant of the fuzzer itself was too strict): Echo of a text
     # that opens with UTF-8 continuation bytes cuts it to nothing.
+    # Found by the fuzzer: the parser stopped at a NUL and accepted "2" (ParseBoundedJson now
+    # refuses a NUL byte).
+    write(t, "nul_truncation", b"\x0a\x002\x00[Z[1]]]")
     write(t, "leading_continuation_bytes", b"\x01" + b"\x9b" * 116 + b'\x8b["[[[]&]]]')
 
 

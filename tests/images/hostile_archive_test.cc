@@ -117,6 +117,17 @@ TEST_F(ArchiveBoundsTest, PrettyEstimateBoundsRenderedNumbers) {
   EXPECT_GT(ScanJson("[1e14]", 64).pretty_bytes, ScanJson("[1234]", 64).pretty_bytes);
 }
 
+// Found by bounded_json_fuzz: the parser stopped at a NUL byte and accepted what came before,
+// so "2\0[Z[1]]]" was a valid document (and "{...}\0junk" a valid config).
+TEST_F(ArchiveBoundsTest, NulByteMakesJsonInvalid) {
+  EXPECT_TRUE(ParseBoundedJson(std::string("[\"\\u0000\"]"), 100, 64, "doc").ok());
+  for (const std::string& text :
+       {std::string("2\0[Z[1]]]", 9), std::string("{}\0", 3), std::string("[\"a\0b\"]", 7)}) {
+    auto doc = ParseBoundedJson(text, 100, 64, "doc");
+    EXPECT_EQ(doc.status().code(), absl::StatusCode::kInvalidArgument) << text.size();
+  }
+}
+
 TEST_F(ArchiveBoundsTest, OversizedConfigIsRefused) {
   ImportLimits limits;
   limits.max_json_bytes = 4096;
