@@ -66,7 +66,7 @@ bool ParseLogFormat(std::string_view text, LogFormat* format) {
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_min_level.load(); }
 
 void LogAt(LogLevel level, std::string_view message, std::initializer_list<LogField> fields,
-           const std::source_location& where) {
+           SourceLocation where) {
   if (!LogEnabled(level)) return;
   auto now = std::chrono::system_clock::now();
   std::time_t seconds = std::chrono::system_clock::to_time_t(now);

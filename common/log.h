@@ -7,7 +7,6 @@
 
 #include <initializer_list>
 #include <ostream>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,6 +15,21 @@ namespace strata {
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 enum class LogFormat { kText, kJson };
+
+// Where a log call was made. std::source_location would do, but clang 14 (Debian bookworm's, used
+// by the sanitizer and fuzz build) cannot compile libstdc++ 12's <source_location>; gcc and clang
+// both fill __builtin_FILE()/__builtin_LINE() default arguments at the outermost call site.
+struct SourceLocation {
+  static constexpr SourceLocation current(const char* file = __builtin_FILE(),
+                                          int line = __builtin_LINE()) {
+    return SourceLocation{file, line};
+  }
+  const char* file_name() const { return file; }
+  int line() const { return line_number; }
+
+  const char* file;
+  int line_number;
+};
 
 struct LogField {
   std::string_view key;
@@ -29,22 +43,22 @@ bool ParseLogFormat(std::string_view text, LogFormat* format);
 bool LogEnabled(LogLevel level);
 
 void LogAt(LogLevel level, std::string_view message, std::initializer_list<LogField> fields,
-           const std::source_location& where);
+           SourceLocation where);
 
 inline void LogDebug(std::string_view message, std::initializer_list<LogField> fields = {},
-                     const std::source_location& where = std::source_location::current()) {
+                     SourceLocation where = SourceLocation::current()) {
   LogAt(LogLevel::kDebug, message, fields, where);
 }
 inline void LogInfo(std::string_view message, std::initializer_list<LogField> fields = {},
-                    const std::source_location& where = std::source_location::current()) {
+                    SourceLocation where = SourceLocation::current()) {
   LogAt(LogLevel::kInfo, message, fields, where);
 }
 inline void LogWarning(std::string_view message, std::initializer_list<LogField> fields = {},
-                       const std::source_location& where = std::source_location::current()) {
+                       SourceLocation where = SourceLocation::current()) {
   LogAt(LogLevel::kWarning, message, fields, where);
 }
 inline void LogError(std::string_view message, std::initializer_list<LogField> fields = {},
-                     const std::source_location& where = std::source_location::current()) {
+                     SourceLocation where = SourceLocation::current()) {
   LogAt(LogLevel::kError, message, fields, where);
 }
 

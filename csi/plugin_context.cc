@@ -36,7 +36,7 @@ grpc::Status PluginContext::Run(const char* method, const std::string& volume, b
          {"duration", duration},
          {"code", code},
          {"error", std::string(status.message())}},
-        std::source_location::current());
+        SourceLocation::current());
   }
   return result;
 }

@@ -338,7 +338,7 @@ absl::StatusOr<std::vector<HistoryEntry>> Exporter::History(const std::string& r
   ASSIGN_OR_RETURN(CreatedByMap created_by,
                    CreatedBy(chain, resolved.kind == ResolvedRef::kImage ? resolved.name : ""));
   std::vector<HistoryEntry> entries;
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   for (const LayerRecord& layer : chain) {
     HistoryEntry entry{layer.chain_id, layer.diff_id, layer.size_bytes, layer.created_unix,
                        layer.comment};
@@ -490,7 +490,7 @@ absl::StatusOr<SaveResult> Exporter::Save(const std::string& ref, const std::str
   for (const images::LayerToWrite& layer : image.layers) result.diff_ids.push_back(layer.diff_id);
   result.bytes = BytesAt(out_path);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     for (size_t i = 0; i < chain.size(); ++i) {
       const LayerRecord& layer = chain[chain.size() - 1 - i];
       if (layer.diff_id.empty()) saved_diff_ids_[layer.chain_id] = result.diff_ids[i];

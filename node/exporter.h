@@ -20,12 +20,13 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "drivers/driver.h"
 #include "node/images/image_writer.h"
 #include "node/images/tree_diff.h"
@@ -128,8 +129,9 @@ class Exporter {
   sys::Mounter* mounter_;
   std::string scratch_dir_;
 
-  std::mutex mutex_;
-  std::map<std::string, std::string> saved_diff_ids_;  // chain id -> DiffID; guarded by mutex_
+  absl::Mutex mutex_;
+  // chain id -> DiffID
+  std::map<std::string, std::string> saved_diff_ids_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace strata::node

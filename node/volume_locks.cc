@@ -6,13 +6,13 @@ namespace strata::node {
 
 VolumeLocks::Lock::~Lock() {
   if (owner_ == nullptr) return;
-  std::lock_guard<std::mutex> guard(owner_->mutex_);
+  absl::MutexLock guard(&owner_->mutex_);
   owner_->held_.erase(key_);
 }
 
 absl::StatusOr<VolumeLocks::Lock> VolumeLocks::TryAcquire(const std::string& key,
                                                           const std::string& what) {
-  std::lock_guard<std::mutex> guard(mutex_);
+  absl::MutexLock guard(&mutex_);
   if (!held_.insert(key).second) {
     return absl::AbortedError(
         absl::StrCat("an operation on ", what, " is already in progress; retry later"));

@@ -3,12 +3,13 @@
 // caller does not wait: it gets ABORTED at once, which the CSI spec's "Concurrency" section
 // allows and which tells the CO to retry later.
 
-#include <mutex>
 #include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace strata::node {
 
@@ -36,8 +37,8 @@ class VolumeLocks {
   absl::StatusOr<Lock> TryAcquire(const std::string& key, const std::string& what);
 
  private:
-  std::mutex mutex_;
-  std::set<std::string> held_;  // guarded by mutex_
+  absl::Mutex mutex_;
+  std::set<std::string> held_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace strata::node

@@ -21,6 +21,8 @@ packages=(
   tar gzip zstd curl python3 python3-grpcio ca-certificates dpkg-dev
   # the devicemapper tests boot Debian's own kernel under QEMU (this kernel may lack dm)
   qemu-system-x86
+  # tools/sanitize-and-fuzz.sh: clang 14, its ASan/UBSan/libFuzzer runtimes, llvm-symbolizer
+  clang-14 libclang-rt-14-dev llvm-14
 )
 # Node.js is only needed for the chart tests; keep a newer one if the machine has it.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)

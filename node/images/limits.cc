@@ -31,7 +31,35 @@ JsonShape ScanJson(absl::string_view text, int depth_limit) {
   // dump(2) puts every element and member on its own line, indented two spaces per level, and
   // adds a space after each ':'.
   shape.pretty_bytes = static_cast<int64_t>(text.size());
+  // Numbers can grow when rendered: a double is printed in its shortest round-trip form, so
+  // "1E2" becomes "100.0" and "1e14" "100000000000000.0". Integers of up to 19 characters print
+  // as they are (or shorter: "-0"); longer ones, and anything with '.', 'e' or 'E', may be
+  // doubles, whose longest rendering ("-1.2345678901234567e-308") has kMaxDoubleBytes.
+  constexpr int64_t kMaxDoubleBytes = 24;
+  int64_t number_bytes = 0;  // length of the number token being scanned, 0 outside one
+  bool number_is_double = false;
+  auto end_number = [&] {
+    if (number_bytes > 0 && (number_is_double || number_bytes >= 20) &&
+        number_bytes < kMaxDoubleBytes) {
+      shape.pretty_bytes += kMaxDoubleBytes - number_bytes;
+    }
+    number_bytes = 0;
+  };
   for (char c : text) {
+    if (!in_string) {
+      const bool digit_or_sign = (c >= '0' && c <= '9') || c == '-';
+      if (number_bytes > 0 && (digit_or_sign || c == '+' || c == '.' || c == 'e' || c == 'E')) {
+        ++number_bytes;
+        number_is_double = number_is_double || c == '.' || c == 'e' || c == 'E';
+        continue;
+      }
+      end_number();
+      if (digit_or_sign) {
+        number_bytes = 1;
+        number_is_double = false;
+        continue;
+      }
+    }
     if (in_string) {
       if (escaped) {
         escaped = false;
@@ -71,6 +99,7 @@ JsonShape ScanJson(absl::string_view text, int depth_limit) {
         break;
     }
   }
+  end_number();
   return shape;
 }
 
@@ -80,6 +109,12 @@ absl::StatusOr<nlohmann::json> ParseBoundedJson(absl::string_view text, int64_t 
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", text.size(),
                                                    " bytes of JSON, more than the limit of ",
                                                    SizeText(max_bytes), " (--max-json-bytes)"));
+  }
+  // nlohmann's parser stops at a NUL byte and accepts what came before it ("{}\0anything"). A
+  // raw NUL is never valid JSON (inside strings it must be escaped), so such a text is refused
+  // rather than stored as a config other parsers would reject.
+  if (text.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JSON (a NUL byte)"));
   }
   JsonShape shape = ScanJson(text, max_depth);
   if (shape.depth_exceeded) {

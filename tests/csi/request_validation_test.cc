@@ -14,14 +14,14 @@ namespace strata::csi {
 namespace {
 
 TEST(RequestValidationTest, IdsFromStrataKubeletAndTheSidecarsAreAccepted) {
-  for (const std::string id : {
-           "vol-0123456789abcdef",   // Strata's volumes
-           "snap-0123456789abcdef",  // Strata's snapshots
-           // kubelet's ephemeral inline volumes: "csi-" + sha256 hex
-           "csi-5f1d6c0c5ad3f1e8b9ae1d35d2c7f0e2a4f3a0b8d7c6e5f4a3b2c1d0e9f8a7b6",
-           "pvc-3c1d5f8e-2b6a-4c9d-8e7f-1a2b3c4d5e6f",       // external-provisioner
-           "snapshot-3c1d5f8e-2b6a-4c9d-8e7f-1a2b3c4d5e6f",  // external-snapshotter
-           "a", "Vol_1.2"}) {
+  for (const std::string& id :
+       {"vol-0123456789abcdef",   // Strata's volumes
+        "snap-0123456789abcdef",  // Strata's snapshots
+        // kubelet's ephemeral inline volumes: "csi-" + sha256 hex
+        "csi-5f1d6c0c5ad3f1e8b9ae1d35d2c7f0e2a4f3a0b8d7c6e5f4a3b2c1d0e9f8a7b6",
+        "pvc-3c1d5f8e-2b6a-4c9d-8e7f-1a2b3c4d5e6f",       // external-provisioner
+        "snapshot-3c1d5f8e-2b6a-4c9d-8e7f-1a2b3c4d5e6f",  // external-snapshotter
+        "a", "Vol_1.2"}) {
     EXPECT_TRUE(ValidateId(id, "volume_id").ok()) << id;
     EXPECT_TRUE(ValidateName(id, "name").ok()) << id;
   }
@@ -29,7 +29,7 @@ TEST(RequestValidationTest, IdsFromStrataKubeletAndTheSidecarsAreAccepted) {
 }
 
 TEST(RequestValidationTest, HostileIdsAreInvalidArgument) {
-  for (const std::string id :
+  for (const std::string& id :
        {std::string(), std::string(".."), std::string("."), std::string("../../../../tmp/x"),
         std::string("../overlay/layers/abc"), std::string("a/b"), std::string("-rf"),
         std::string(".hidden"), std::string("a b"), std::string("a\nb"), std::string("a\0b", 3),
@@ -87,7 +87,7 @@ TEST(RequestValidationTest, PathsMustBeAbsoluteAndClean) {
   EXPECT_TRUE(ValidatePath("/var/lib/kubelet/pods/p/volumes/x/mount", "target_path").ok());
   EXPECT_TRUE(ValidatePath("/" + std::string(4000, 'p'), "target_path").ok())
       << "the spec wants paths longer than 128 bytes";
-  for (const std::string path :
+  for (const std::string& path :
        {std::string(), std::string("relative"), std::string("/a/../b"), std::string("/a/./b"),
         std::string("/.."), std::string("/a\0b", 4), "/" + std::string(5000, 'p')}) {
     EXPECT_TRUE(absl::IsInvalidArgument(ValidatePath(path, "target_path"))) << path.size();

@@ -98,6 +98,36 @@ TEST_F(ArchiveBoundsTest, JsonDepthBoundIsExactAndIgnoresBracketsInStrings) {
       << archive.status();
 }
 
+// Numbers grow when rendered ("1e14" is 4 bytes, dump() prints "100000000000000.0"), so the
+// estimate Inspect bounds a stored config's rendering by must count them (bounded_json_fuzz
+// checks the same for any document).
+TEST_F(ArchiveBoundsTest, PrettyEstimateBoundsRenderedNumbers) {
+  for (const std::string text :
+       {"[1e14,1E2,1e14]", "-1.2345678901234567e-308", "[18446744073709551616]",
+        R"({"a":[0.5,-0,12345678901234567,1e15],"b":"1e14"})", "[1,2,3]", "1e14"}) {
+    auto doc = ParseBoundedJson(text, 1 << 20, 64, "doc");
+    ASSERT_TRUE(doc.ok()) << text;
+    const std::string pretty = doc->dump(2);
+    EXPECT_LE(static_cast<int64_t>(pretty.size()), ScanJson(text, 64).pretty_bytes)
+        << text << " renders as " << pretty;
+  }
+  // Strings and short integers are not charged extra: the estimate stays close for real configs.
+  EXPECT_EQ(ScanJson("[123]", 64).pretty_bytes, ScanJson(R"(["1"])", 64).pretty_bytes);
+  EXPECT_EQ(ScanJson(R"(["1e14"])", 64).pretty_bytes, ScanJson(R"(["1234"])", 64).pretty_bytes);
+  EXPECT_GT(ScanJson("[1e14]", 64).pretty_bytes, ScanJson("[1234]", 64).pretty_bytes);
+}
+
+// Found by bounded_json_fuzz: the parser stopped at a NUL byte and accepted what came before,
+// so "2\0[Z[1]]]" was a valid document (and "{...}\0junk" a valid config).
+TEST_F(ArchiveBoundsTest, NulByteMakesJsonInvalid) {
+  EXPECT_TRUE(ParseBoundedJson(std::string("[\"\\u0000\"]"), 100, 64, "doc").ok());
+  for (const std::string& text :
+       {std::string("2\0[Z[1]]]", 9), std::string("{}\0", 3), std::string("[\"a\0b\"]", 7)}) {
+    auto doc = ParseBoundedJson(text, 100, 64, "doc");
+    EXPECT_EQ(doc.status().code(), absl::StatusCode::kInvalidArgument) << text.size();
+  }
+}
+
 TEST_F(ArchiveBoundsTest, OversizedConfigIsRefused) {
   ImportLimits limits;
   limits.max_json_bytes = 4096;

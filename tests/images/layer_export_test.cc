@@ -76,7 +76,9 @@ void BuildBase(const std::string& root) {
   WriteFile(root + "/caf\xc3\xa9", "utf-8 name");
   int n = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
-    SetMtime(e.path(), 1600000000 + (n++), 100 + n);
+    // Distinct times per entry (the argument order of n++ and n was unsequenced).
+    SetMtime(e.path(), 1600000000 + n, 101 + n);
+    ++n;
   }
   SetMtime(root + "/opt/app", 1600000500, 999999999);
 }

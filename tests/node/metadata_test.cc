@@ -23,7 +23,7 @@ class MetadataTest : public ::testing::Test {
     (void)RemoveTree(dir_);
   }
   LayerRecord Layer(const std::string& chain, const std::string& parent, int depth) {
-    return LayerRecord{chain, "diff-" + chain, parent, "d" + chain, 10, 0, "ready", depth};
+    return LayerRecord{chain, "diff-" + chain, parent, "d" + chain, 10, 0, "ready", depth, ""};
   }
   std::string dir_;
   std::unique_ptr<Metadata> metadata_;

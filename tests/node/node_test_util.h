@@ -77,7 +77,7 @@ class StoreFixture : public ::testing::Test {
     int depth = parent.empty() ? 1 : (*metadata_->GetLayer(parent))->depth + 1;
     EXPECT_TRUE(metadata_
                     ->PutLayer(LayerRecord{chain_id, "sha256:diff-" + chain_id, parent, layer_id, 1,
-                                           0, "ready", depth})
+                                           0, "ready", depth, ""})
                     .ok());
     return layer_id;
   }
