@@ -10,4 +10,17 @@ bool IsValidDriverId(const std::string& id) {
   return true;
 }
 
+absl::StatusOr<ContentKind> Driver::Quarantine(const std::string&, const std::string&) {
+  return absl::UnimplementedError(std::string(name()) + " driver cannot quarantine content");
+}
+
+absl::Status Driver::Unquarantine(const std::string&, ContentKind, const std::string&) {
+  return absl::UnimplementedError(std::string(name()) +
+                                  " driver cannot restore quarantined content");
+}
+
+absl::Status Driver::PurgeQuarantined(const std::string&) {
+  return absl::UnimplementedError(std::string(name()) + " driver cannot purge quarantined content");
+}
+
 }  // namespace strata::drivers

@@ -71,7 +71,16 @@ Metrics::Metrics()
                         .Name("strata_shared_bytes")
                         .Help("Bytes saved by layers shared between images, volumes and "
                               "snapshots.")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      quarantined_items_(prometheus::BuildGauge()
+                             .Name("strata_quarantined_items")
+                             .Help("Items of store content recovery moved to quarantine "
+                                   "instead of deleting them.")
+                             .Register(*registry_)),
+      quarantined_bytes_(prometheus::BuildGauge()
+                             .Name("strata_quarantined_bytes")
+                             .Help("Bytes held by quarantined store content.")
+                             .Register(*registry_)) {}
 
 void Metrics::ObserveCsiCall(std::string_view method, std::string_view grpc_code, double seconds) {
   csi_duration_.Add({{"method", std::string(method)}}, kCallBuckets).Observe(seconds);
@@ -106,6 +115,10 @@ void Metrics::SetSnapshots(std::string_view state, int64_t count) {
 }
 void Metrics::SetSharedBytes(int64_t bytes) {
   shared_bytes_.Add({}).Set(static_cast<double>(bytes));
+}
+void Metrics::SetQuarantined(int64_t items, int64_t bytes) {
+  quarantined_items_.Add({}).Set(static_cast<double>(items));
+  quarantined_bytes_.Add({}).Set(static_cast<double>(bytes));
 }
 void Metrics::SetBuildInfo(std::string_view version, std::string_view driver) {
   build_info_.Add({{"version", std::string(version)}, {"driver", std::string(driver)}}).Set(1);

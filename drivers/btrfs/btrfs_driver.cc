@@ -196,4 +196,36 @@ absl::StatusOr<std::vector<std::string>> BtrfsDriver::Walk() { return ListIds(ho
 
 absl::StatusOr<int64_t> BtrfsDriver::FreeBytes() { return FreeBytesAt(home_); }
 
+absl::StatusOr<ContentKind> BtrfsDriver::Quarantine(const std::string& id,
+                                                    const std::string& dest) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  const std::string path = SubvolumePath(id);
+  ASSIGN_OR_RETURN(bool exists, PathExists(path));
+  if (!exists) {
+    RETURN_IF_ERROR(Remove(id));  // ".tmp-"/".del-" leftovers only
+    return absl::NotFoundError("btrfs: " + id + " not found");
+  }
+  ASSIGN_OR_RETURN(bool subvolume, btrfs::IsSubvolume(path));
+  bool read_only = false;
+  if (subvolume) {
+    ASSIGN_OR_RETURN(read_only, btrfs::IsReadOnly(path));
+  }
+  // Renaming a subvolume (even a read-only one) is one metadata operation: nothing is copied.
+  RETURN_IF_ERROR(MoveEntryOut(home_, id, dest));
+  return read_only ? ContentKind::kLayer : ContentKind::kActive;
+}
+
+absl::Status BtrfsDriver::Unquarantine(const std::string& dest, ContentKind kind,
+                                       const std::string& id) {
+  ASSIGN_OR_RETURN(bool subvolume, btrfs::IsSubvolume(dest));
+  if (subvolume && kind != ContentKind::kUnknown) {
+    ASSIGN_OR_RETURN(bool read_only, btrfs::IsReadOnly(dest));
+    bool want_read_only = kind == ContentKind::kLayer;
+    if (read_only != want_read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(dest, want_read_only));
+  }
+  return MoveEntryIn(dest, home_, id);
+}
+
+absl::Status BtrfsDriver::PurgeQuarantined(const std::string& dest) { return RemoveAnything(dest); }
+
 }  // namespace strata::drivers
