@@ -64,9 +64,20 @@ absl::StatusOr<ReadoptResult> VolumeManager::Readopt() {
   RETURN_IF_ERROR(metadata_->InTransaction([&]() -> absl::Status {
     result = ReadoptResult{};
     for (const std::string& id : stored) RETURN_IF_ERROR(metadata_->ReserveDriverIdsThrough(id));
+    // What the database still knows stays as it is; labels only fill in what it lost.
     std::set<std::string> chains;
+    ASSIGN_OR_RETURN(std::vector<LayerRecord> known_layers, metadata_->ListLayers());
+    for (const LayerRecord& layer : known_layers)
+      if (layer.state == "ready") chains.insert(layer.chain_id);
+    std::set<std::string> names;
+    ASSIGN_OR_RETURN(std::vector<VolumeRecord> known_volumes, metadata_->ListVolumes());
+    std::set<std::string> volume_ids;
+    for (const VolumeRecord& volume : known_volumes) {
+      names.insert(volume.name);
+      volume_ids.insert(volume.id);
+    }
     for (LayerRecord layer : layer_labels) {
-      if (chains.count(layer.chain_id)) continue;  // a duplicate: quarantined later
+      if (chains.count(layer.chain_id)) continue;  // known, or a duplicate: quarantined later
       if (!layer.parent_chain_id.empty() && !chains.count(layer.parent_chain_id)) {
         LogWarning("readopt: a layer's parent is missing; the layer goes to quarantine",
                    {{"chain_id", layer.chain_id}, {"parent", layer.parent_chain_id}});
@@ -77,9 +88,9 @@ absl::StatusOr<ReadoptResult> VolumeManager::Readopt() {
       chains.insert(layer.chain_id);
       ++result.layers;
     }
-    std::set<std::string> names;
     for (auto& [volume_id, labelled] : volume_labels) {
       VolumeRecord volume = labelled.first;
+      if (volume_ids.count(volume_id)) continue;
       if (!volume.chain_id.empty() && !chains.count(volume.chain_id)) {
         LogWarning("readopt: a volume's chain is missing; its writable layer goes to quarantine",
                    {{"volume", volume.id}, {"chain_id", volume.chain_id}});
@@ -112,12 +123,16 @@ absl::StatusOr<ReadoptResult> VolumeManager::Readopt() {
     }
     for (const SnapshotRecord& snapshot : snapshot_labels) {
       if (snapshot.id.empty() || !chains.count(snapshot.chain_id)) continue;
+      ASSIGN_OR_RETURN(std::optional<SnapshotRecord> known, metadata_->GetSnapshot(snapshot.id));
+      if (known) continue;
       RETURN_IF_ERROR(metadata_->PutSnapshot(snapshot));
       ++result.snapshots;
     }
     for (const ImageRecord& image : image_labels) {
       if (image.name.empty() || (!image.chain_id.empty() && !chains.count(image.chain_id)))
         continue;
+      ASSIGN_OR_RETURN(std::optional<ImageRecord> known, metadata_->GetImage(image.name));
+      if (known) continue;
       RETURN_IF_ERROR(metadata_->PutImage(image));
       ++result.images;
     }

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <map>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -592,18 +593,27 @@ absl::Status VolumeManager::Recover(UnknownContentPolicy policy) {
     // treating that content as garbage would delete every volume (issue 8). Decide first.
     ASSIGN_OR_RETURN(bool looks_new, metadata_->LooksNew());
     ASSIGN_OR_RETURN(std::vector<LayerRecord> layer_rows, metadata_->ListLayers());
-    bool empty = volumes.empty() && layer_rows.empty();
+    std::set<std::string> volume_ids, chain_ids;
+    for (const VolumeRecord& volume : volumes) volume_ids.insert(volume.id);
+    for (const LayerRecord& layer : layer_rows) chain_ids.insert(layer.chain_id);
     ASSIGN_OR_RETURN(std::vector<std::string> stored, driver_->Walk());
+    // Labelled content of a volume or layer the database has no record of at all: the
+    // database lost records (a lost WAL leaves it at its last checkpoint, or empty). A volume
+    // label whose volume the database knows under another writable layer is not counted: a
+    // commit or rollback died before removing the volume's previous one.
     int labelled = 0;
-    if (Labels* labels = layers_->labels(); labels != nullptr && (looks_new || empty)) {
+    if (Labels* labels = layers_->labels(); labels != nullptr) {
       for (const std::string& id : stored) {
         absl::StatusOr<std::optional<ContentLabel>> label = labels->GetContent(id);
-        if (label.ok() && label->has_value() && !(*label)->deleting &&
-            (*label)->kind != ContentLabel::Kind::kScratch)
+        if (!label.ok() || !label->has_value() || (*label)->deleting) continue;
+        const ContentLabel& found = **label;
+        if (found.kind == ContentLabel::Kind::kVolume && !volume_ids.count(found.volume.id))
+          ++labelled;
+        if (found.kind == ContentLabel::Kind::kLayer && !chain_ids.count(found.layer.chain_id))
           ++labelled;
       }
     }
-    bool lost = (looks_new && !stored.empty()) || (empty && labelled > 0);
+    bool lost = (looks_new && !stored.empty()) || labelled > 0;
     if (lost && policy == UnknownContentPolicy::kRefuse) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the metadata database under ", options_.root, " is ", looks_new ? "new" : "empty",

@@ -96,13 +96,15 @@ class VolumeManager {
 
   // Start-up reconciliation with the mount table; then the layer store's own recovery, which
   // quarantines content the metadata cannot account for (never deletes it). When the metadata
-  // looks new or empty while the store holds content, `policy` decides; kRefuse changes
+  // looks new while the store holds content, or lacks the records of labelled volumes or layers
+  // on disk (a lost WAL, an older backup), `policy` decides; kRefuse changes
   // nothing and returns FailedPrecondition naming the choices.
   absl::Status Recover(UnknownContentPolicy policy = UnknownContentPolicy::kRefuse);
-  // Rebuilds layer, volume, snapshot and image records from the labels of the content on disk,
-  // in one transaction (node/readopt.cc). Volumes keep their ids, names, chains and capacity;
-  // one still mounted at its labelled staging path comes back staged, with the publications
-  // that are still mounted. Content without a usable label is left for Recover to quarantine.
+  // Rebuilds the layer, volume, snapshot and image records the database lost from the labels of
+  // the content on disk, in one transaction (node/readopt.cc); records it still has stay. Volumes
+  // keep their ids, names, chains and capacity; one still mounted at its labelled staging path
+  // comes back staged, with the publications that are still mounted. Content without a usable label
+  // is left for Recover to quarantine.
   absl::StatusOr<ReadoptResult> Readopt();
   // Quarantine entry `entry` back into the store: a writable layer becomes volume
   // `volume_name` (back under its old id, name and chain when its label says so and they are

@@ -153,6 +153,41 @@ TEST_F(QuarantineTest, LostDatabaseRefusesToStartThenReadoptsEveryVolume) {
   EXPECT_TRUE(layers_->ResolveImage("demo:v1").ok());
 }
 
+TEST_F(QuarantineTest, OlderDatabaseRefusesThenReadoptMergesWhatItLost) {
+  auto old_volume = volumes_->Create(Params("pvc-old"));
+  ASSERT_TRUE(old_volume.ok());
+  ASSERT_TRUE(metadata_->Backup(root_ + "/backup.db").ok());
+  auto new_volume = volumes_->Create(Params("pvc-new"));
+  ASSERT_TRUE(new_volume.ok());
+  testing::WriteFile(Tree(new_volume->active_id) + "/new.txt", "made after the backup");
+  // The database goes back to the backup (a WAL lost after a checkpoint looks the same).
+  volumes_.reset();
+  layers_.reset();
+  metadata_.reset();
+  ASSERT_EQ(rename((root_ + "/backup.db").c_str(), (root_ + "/strata.db").c_str()), 0);
+  (void)unlink((root_ + "/strata.db-wal").c_str());
+  (void)unlink((root_ + "/strata.db-shm").c_str());
+  metadata_ = std::move(*Metadata::Open(root_ + "/strata.db"));
+  layers_ = std::make_unique<LayerStore>(metadata_.get(), driver_.get(), &mounter_, root_ + "/tmp",
+                                         images::ImportLimits{},
+                                         StoreFiles{labels_.get(), quarantine_.get()});
+  volumes_ = std::make_unique<VolumeManager>(
+      metadata_.get(), layers_.get(), driver_.get(), &mounter_, nullptr,
+      VolumeManagerOptions{root_, root_ + "/volumes", root_ + "/tmp", flatten_depth_});
+  absl::Status refused = volumes_->Recover();
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  ASSERT_TRUE(volumes_->Recover(UnknownContentPolicy::kReadopt).ok());
+  EXPECT_TRUE(volumes_->Get(old_volume->id).ok());
+  auto back = volumes_->Get(new_volume->id);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(testing::ReadFile(Tree(back->active_id) + "/new.txt"), "made after the backup");
+  EXPECT_TRUE(quarantine_->List()->empty());
+  // A new volume gets an id no content on disk has.
+  auto third = volumes_->Create(Params("pvc-third"));
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_NE(third->active_id, new_volume->active_id);
+}
+
 TEST_F(QuarantineTest, LostDatabaseWithQuarantinePolicyKeepsEverythingAside) {
   auto volume = volumes_->Create(Params("pvc-one"));
   ASSERT_TRUE(volume.ok());
