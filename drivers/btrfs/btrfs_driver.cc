@@ -210,20 +210,28 @@ absl::StatusOr<ContentKind> BtrfsDriver::Quarantine(const std::string& id,
   if (subvolume) {
     ASSIGN_OR_RETURN(read_only, btrfs::IsReadOnly(path));
   }
-  // Renaming a subvolume (even a read-only one) is one metadata operation: nothing is copied.
-  RETURN_IF_ERROR(MoveEntryOut(home_, id, dest));
+  // Renaming a subvolume is one metadata operation: nothing is copied. A read-only one cannot
+  // change its parent directory (EROFS: its ".." would change), so it is writable for the move
+  // only, and read-only again in quarantine.
+  if (read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(path, false));
+  absl::Status moved = MoveEntryOut(home_, id, dest);
+  if (read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(moved.ok() ? dest : path, true));
+  RETURN_IF_ERROR(moved);
   return read_only ? ContentKind::kLayer : ContentKind::kActive;
 }
 
 absl::Status BtrfsDriver::Unquarantine(const std::string& dest, ContentKind kind,
                                        const std::string& id) {
   ASSIGN_OR_RETURN(bool subvolume, btrfs::IsSubvolume(dest));
-  if (subvolume && kind != ContentKind::kUnknown) {
+  bool want_read_only = false;
+  if (subvolume) {
     ASSIGN_OR_RETURN(bool read_only, btrfs::IsReadOnly(dest));
-    bool want_read_only = kind == ContentKind::kLayer;
-    if (read_only != want_read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(dest, want_read_only));
+    want_read_only = kind == ContentKind::kUnknown ? read_only : kind == ContentKind::kLayer;
+    if (read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(dest, false));
   }
-  return MoveEntryIn(dest, home_, id);
+  RETURN_IF_ERROR(MoveEntryIn(dest, home_, id));
+  if (want_read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(SubvolumePath(id), true));
+  return absl::OkStatus();
 }
 
 absl::Status BtrfsDriver::PurgeQuarantined(const std::string& dest) { return RemoveAnything(dest); }
