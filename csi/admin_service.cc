@@ -847,4 +847,65 @@ absl::Status AdminService::DoBackup(const pb::BackupRequest& request,
   return absl::OkStatus();
 }
 
+// Quarantine (issue 8)
+
+grpc::Status AdminService::QuarantineList(grpc::ServerContext*, const pb::QuarantineListRequest*,
+                                          pb::QuarantineListResponse* response) {
+  CallLog log(gate_, "QuarantineList", "");
+  if (!log.admitted()) return log.Rejected();
+  return log.Finish([&]() -> absl::Status {
+    node::Quarantine* quarantine = layers_->quarantine();
+    if (quarantine == nullptr) return absl::OkStatus();
+    ASSIGN_OR_RETURN(std::vector<node::QuarantineEntry> entries, quarantine->List());
+    for (const node::QuarantineEntry& entry : entries) {
+      pb::QuarantineEntry* out = response->add_entries();
+      out->set_name(entry.name);
+      out->set_driver_id(entry.driver_id);
+      out->set_kind(entry.kind);
+      out->set_reason(entry.reason);
+      out->set_quarantined_unix(entry.quarantined_unix);
+      out->set_bytes(entry.bytes);
+      out->set_label(entry.label);
+    }
+    return absl::OkStatus();
+  }());
+}
+
+grpc::Status AdminService::QuarantineRestore(grpc::ServerContext*,
+                                             const pb::QuarantineRestoreRequest* request,
+                                             pb::QuarantineRestoreResponse* response) {
+  CallLog log(gate_, "QuarantineRestore",
+              absl::StrCat(request->name(), " ", request->volume_name()));
+  if (!log.admitted()) return log.Rejected();
+  return log.Finish([&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateToken(request->name(), "name"));
+    if (!request->volume_name().empty())
+      RETURN_IF_ERROR(ValidateToken(request->volume_name(), "volume_name"));
+    ASSIGN_OR_RETURN(node::RestoreResult result,
+                     volumes_->RestoreQuarantined(request->name(), request->volume_name()));
+    response->set_volume_id(result.volume.id);
+    response->set_volume_name(result.volume.name);
+    response->set_chain_id(result.chain_id);
+    response->set_note(result.note);
+    return absl::OkStatus();
+  }());
+}
+
+grpc::Status AdminService::QuarantinePurge(grpc::ServerContext*,
+                                           const pb::QuarantinePurgeRequest* request,
+                                           pb::QuarantinePurgeResponse* response) {
+  CallLog log(gate_, "QuarantinePurge", request->name());
+  if (!log.admitted()) return log.Rejected();
+  return log.Finish([&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateToken(request->name(), "name"));
+    node::Quarantine* quarantine = layers_->quarantine();
+    if (quarantine == nullptr) return absl::NotFoundError("this store has no quarantine");
+    ASSIGN_OR_RETURN(node::QuarantineEntry entry, quarantine->Get(request->name()));
+    RETURN_IF_ERROR(quarantine->Purge(request->name()));
+    quarantine->RefreshGauges();
+    response->set_bytes(entry.bytes);
+    return absl::OkStatus();
+  }());
+}
+
 }  // namespace strata::csi

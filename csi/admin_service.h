@@ -88,6 +88,18 @@ class AdminService final : public strata::admin::v1::Admin::Service {
   grpc::Status Backup(grpc::ServerContext* context, const strata::admin::v1::BackupRequest* request,
                       strata::admin::v1::BackupResponse* response) override;
 
+  // Quarantine (issue 8). Restore makes a new volume (VolumeManager::RestoreQuarantined);
+  // purge deletes one named entry, the only way quarantined content is ever deleted.
+  grpc::Status QuarantineList(grpc::ServerContext* context,
+                              const strata::admin::v1::QuarantineListRequest* request,
+                              strata::admin::v1::QuarantineListResponse* response) override;
+  grpc::Status QuarantineRestore(grpc::ServerContext* context,
+                                 const strata::admin::v1::QuarantineRestoreRequest* request,
+                                 strata::admin::v1::QuarantineRestoreResponse* response) override;
+  grpc::Status QuarantinePurge(grpc::ServerContext* context,
+                               const strata::admin::v1::QuarantinePurgeRequest* request,
+                               strata::admin::v1::QuarantinePurgeResponse* response) override;
+
  private:
   absl::Status DoListImages(strata::admin::v1::ListImagesResponse* response);
   absl::Status DoListLayers(strata::admin::v1::ListLayersResponse* response);

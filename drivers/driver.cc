@@ -18,4 +18,17 @@ absl::StatusOr<bool> Driver::Exists(const std::string& id) {
   return std::find(ids->begin(), ids->end(), id) != ids->end();
 }
 
+absl::StatusOr<ContentKind> Driver::Quarantine(const std::string&, const std::string&) {
+  return absl::UnimplementedError(std::string(name()) + " driver cannot quarantine content");
+}
+
+absl::Status Driver::Unquarantine(const std::string&, ContentKind, const std::string&) {
+  return absl::UnimplementedError(std::string(name()) +
+                                  " driver cannot restore quarantined content");
+}
+
+absl::Status Driver::PurgeQuarantined(const std::string&) {
+  return absl::UnimplementedError(std::string(name()) + " driver cannot purge quarantined content");
+}
+
 }  // namespace strata::drivers

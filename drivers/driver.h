@@ -47,12 +47,12 @@ struct ApplyTarget {
 };
 
 struct Usage {
-  int64_t bytes = 0;   // bytes held by the layer or active snapshot itself (not its parents)
+  int64_t bytes = 0;  // bytes held by the layer or active snapshot itself (not its parents)
   int64_t inodes = 0;
 };
 
 struct DriverLimits {
-  int max_chain_depth = 0;        // deepest chain Mounts/View can express
+  int max_chain_depth = 0;             // deepest chain Mounts/View can express
   bool layers_are_full_trees = false;  // vfs, btrfs, devmapper: no stacking at mount time
   bool enforces_capacity = false;      // capacity_bytes is a hard limit, not just recorded
 };
@@ -68,6 +68,13 @@ enum class CommitMode {
   // The active snapshot stays as it is and keeps working (CSI snapshot of a live volume).
   // Overlay and vfs copy; btrfs and devmapper snapshot.
   kKeep,
+};
+
+// What a piece of driver content is, as far as the driver itself can tell.
+enum class ContentKind {
+  kLayer,    // a committed, read-only layer
+  kActive,   // an active snapshot (a volume's writable layer, or scratch)
+  kUnknown,  // the driver keeps both the same way (vfs)
 };
 
 class Driver {
@@ -104,8 +111,8 @@ class Driver {
   // Space used by the layer or active snapshot `id` alone.
   virtual absl::StatusOr<Usage> GetUsage(const std::string& id) = 0;
 
-  // Every id the driver holds content for, complete or not; recovery removes the ones the
-  // metadata does not know.
+  // Every id the driver holds content for, complete or not; recovery quarantines the ones the
+  // metadata cannot account for (node/quarantine.h), never removes them.
   virtual absl::StatusOr<std::vector<std::string>> Walk() = 0;
 
   // Whether complete content for layer or active snapshot `id` is there (a half-made or
@@ -115,6 +122,23 @@ class Driver {
 
   // Bytes free for new content where the driver stores it (GetCapacity).
   virtual absl::StatusOr<int64_t> FreeBytes() = 0;
+
+  // ---- Quarantine (issue 8) ----
+  // Content the caller's metadata cannot account for is set aside, never deleted, until an admin
+  // restores or purges it. The caller checks that the content is not mounted first.
+
+  // Moves the content of `id` out of the driver's namespace to `dest` (a path that does not
+  // exist yet, on the filesystem of the driver's store): directory drivers rename the tree there
+  // (never a copy); devmapper keeps the thin device and moves its record there. Afterwards Walk
+  // no longer lists `id` and `id` may be handed out again. Returns what the content was.
+  // The default says Unimplemented: the caller then leaves the content where it is.
+  virtual absl::StatusOr<ContentKind> Quarantine(const std::string& id, const std::string& dest);
+  // Moves content quarantined at `dest` back into the driver as `id` (unused), as `kind`
+  // (kLayer: a read-only layer; kActive: an active snapshot on the empty chain).
+  virtual absl::Status Unquarantine(const std::string& dest, ContentKind kind,
+                                    const std::string& id);
+  // Deletes content quarantined at `dest` for good (`dest` is gone afterwards).
+  virtual absl::Status PurgeQuarantined(const std::string& dest);
 };
 
 // True when `id` is a valid driver id (1-32 chars of [a-z0-9]).

@@ -92,6 +92,31 @@ absl::Status RemoveEntry(const std::string& dir, const std::string& id) {
   return RemoveTree(dir + "/" + TempName(id));
 }
 
+absl::Status MoveEntryOut(const std::string& dir, const std::string& id, const std::string& dest) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  RETURN_IF_ERROR(RemoveTree(dir + "/" + DeleteName(id)));
+  RETURN_IF_ERROR(RemoveTree(dir + "/" + TempName(id)));
+  const std::string path = dir + "/" + id;
+  ASSIGN_OR_RETURN(bool exists, PathExists(path));
+  if (!exists) return absl::NotFoundError(path + " does not exist");
+  ASSIGN_OR_RETURN(bool taken, PathExists(dest));
+  if (taken) return absl::AlreadyExistsError(dest + " exists");
+  if (rename(path.c_str(), dest.c_str()) != 0) return ErrnoStatus(errno, "rename", path);
+  RETURN_IF_ERROR(SyncDir(dest.substr(0, dest.rfind('/'))));
+  return SyncDir(dir);
+}
+
+absl::Status MoveEntryIn(const std::string& source, const std::string& dir, const std::string& id) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  const std::string path = dir + "/" + id;
+  ASSIGN_OR_RETURN(bool taken, PathExists(path));
+  if (taken) return absl::AlreadyExistsError(path + " exists");
+  RETURN_IF_ERROR(MakeDirs(dir));
+  if (rename(source.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, "rename", source);
+  RETURN_IF_ERROR(SyncDir(source.substr(0, source.rfind('/'))));
+  return SyncDir(dir);
+}
+
 absl::StatusOr<int64_t> FreeBytesAt(const std::string& path) {
   struct statvfs st;
   if (statvfs(path.c_str(), &st) != 0) return ErrnoStatus(errno, "statvfs", path);

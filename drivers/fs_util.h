@@ -34,6 +34,14 @@ absl::StatusOr<std::vector<std::string>> ListIds(const std::string& dir);
 // under its real name) and any ".tmp-<id>"/".del-<id>" leftovers. Missing: OK.
 absl::Status RemoveEntry(const std::string& dir, const std::string& id);
 
+// Quarantine (issue 8): renames `dir`/<id> to `dest` (one rename on the same filesystem, never a
+// copy; EXDEV is an error and nothing moves), after removing the ".tmp-<id>"/".del-<id>"
+// leftovers (half-made, or being deleted by the store: not content). NotFound when `dir`/<id>
+// does not exist (its leftovers are removed all the same).
+absl::Status MoveEntryOut(const std::string& dir, const std::string& id, const std::string& dest);
+// Renames `source` to `dir`/<id>; AlreadyExists when that is taken.
+absl::Status MoveEntryIn(const std::string& source, const std::string& dir, const std::string& id);
+
 // Free bytes for unprivileged writers on the filesystem holding `path` (statvfs f_bavail).
 absl::StatusOr<int64_t> FreeBytesAt(const std::string& path);
 

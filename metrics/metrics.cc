@@ -76,7 +76,16 @@ Metrics::Metrics()
                             .Name("strata_volumes_abnormal")
                             .Help("Volumes whose read-only chain or writable layer is missing "
                                   "on disk (reported abnormal through VolumeCondition).")
-                            .Register(*registry_)) {
+                            .Register(*registry_)),
+      quarantined_items_(prometheus::BuildGauge()
+                             .Name("strata_quarantined_items")
+                             .Help("Items of store content recovery moved to quarantine "
+                                   "instead of deleting them.")
+                             .Register(*registry_)),
+      quarantined_bytes_(prometheus::BuildGauge()
+                             .Name("strata_quarantined_bytes")
+                             .Help("Bytes held by quarantined store content.")
+                             .Register(*registry_)) {
   volumes_abnormal_.Add({}).Set(0);
 }
 
@@ -116,6 +125,11 @@ void Metrics::SetSharedBytes(int64_t bytes) {
 }
 void Metrics::SetVolumesAbnormal(int64_t count) {
   volumes_abnormal_.Add({}).Set(static_cast<double>(count));
+}
+
+void Metrics::SetQuarantined(int64_t items, int64_t bytes) {
+  quarantined_items_.Add({}).Set(static_cast<double>(items));
+  quarantined_bytes_.Add({}).Set(static_cast<double>(bytes));
 }
 void Metrics::SetBuildInfo(std::string_view version, std::string_view driver) {
   build_info_.Add({{"version", std::string(version)}, {"driver", std::string(driver)}}).Set(1);

@@ -47,6 +47,10 @@ class Metrics {
   // start-up, by a stage, by stats, or by `stratactl check`).
   void SetVolumesAbnormal(int64_t count);
 
+  // strata_quarantined_items and strata_quarantined_bytes: content recovery set aside in
+  // <root>/quarantine instead of deleting it (issue 8); nonzero wants an admin's look.
+  void SetQuarantined(int64_t items, int64_t bytes);
+
   // strata_build_info{version,driver} = 1.
   void SetBuildInfo(std::string_view version, std::string_view driver);
 
@@ -67,6 +71,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& snapshots_;
   prometheus::Family<prometheus::Gauge>& shared_bytes_;
   prometheus::Family<prometheus::Gauge>& volumes_abnormal_;
+  prometheus::Family<prometheus::Gauge>& quarantined_items_;
+  prometheus::Family<prometheus::Gauge>& quarantined_bytes_;
 };
 
 }  // namespace strata::metrics

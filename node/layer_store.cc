@@ -38,12 +38,13 @@ absl::Status ValidateImageName(const std::string& name) {
 }  // namespace
 
 LayerStore::LayerStore(Metadata* metadata, drivers::Driver* driver, sys::Mounter* mounter,
-                       std::string scratch_dir, images::ImportLimits limits)
+                       std::string scratch_dir, images::ImportLimits limits, StoreFiles files)
     : metadata_(metadata),
       driver_(driver),
       mounter_(mounter),
       scratch_dir_(std::move(scratch_dir)),
-      limits_(limits) {}
+      limits_(limits),
+      files_(files) {}
 
 absl::StatusOr<ImportResult> LayerStore::Import(const std::string& path, const std::string& name) {
   absl::StatusOr<ImportResult> result = DoImport(path, name);
@@ -159,18 +160,31 @@ absl::StatusOr<ImportResult> LayerStore::DoImport(const std::string& path,
     }
   }
 
-  // 4. Name the images, all or none.
+  // 4. Name the images, all or none (labels first: a label the database never got is ignored
+  // unless the database is lost, and then it names an image that exists).
   CrashPoint("import-before-images");
-  absl::Status named = metadata_->InTransaction([&]() -> absl::Status {
+  absl::Status named = absl::OkStatus();
+  if (files_.labels != nullptr) {
     for (const Plan& plan : plans) {
       const std::string top = plan.chain_ids.empty() ? "" : plan.chain_ids.back();
       for (const std::string& reference : plan.references) {
-        RETURN_IF_ERROR(
-            metadata_->PutImage(ImageRecord{reference, top, plan.image->config_json, NowUnix()}));
+        if (!named.ok()) break;
+        named = files_.labels->PutImage(
+            ImageRecord{reference, top, plan.image->config_json, NowUnix()});
       }
     }
-    return absl::OkStatus();
-  });
+  }
+  if (named.ok())
+    named = metadata_->InTransaction([&]() -> absl::Status {
+      for (const Plan& plan : plans) {
+        const std::string top = plan.chain_ids.empty() ? "" : plan.chain_ids.back();
+        for (const std::string& reference : plan.references) {
+          RETURN_IF_ERROR(
+              metadata_->PutImage(ImageRecord{reference, top, plan.image->config_json, NowUnix()}));
+        }
+      }
+      return absl::OkStatus();
+    });
   if (!named.ok()) {
     RollBack(created);
     return named;
@@ -190,6 +204,8 @@ absl::StatusOr<ImportResult> LayerStore::DoImport(const std::string& path,
 void LayerStore::RollBack(const std::vector<NewLayer>& created) {
   for (auto it = created.rbegin(); it != created.rend(); ++it) {
     absl::Status removed = driver_->Remove(it->driver_id);
+    if (removed.ok() && files_.labels != nullptr)
+      removed = files_.labels->RemoveContent(it->driver_id);
     if (removed.ok()) removed = metadata_->DeleteLayer(it->chain_id);
     if (!removed.ok()) {
       // Its record stays: gc (ready) or recovery (creating) removes it later.
@@ -221,6 +237,7 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
   if (existing) {
     layer = *existing;  // an earlier attempt died half-way: start its content again
     RETURN_IF_ERROR(driver_->Remove(layer.driver_id));
+    if (files_.labels != nullptr) RETURN_IF_ERROR(files_.labels->RemoveContent(layer.driver_id));
   } else {
     ASSIGN_OR_RETURN(std::string driver_id, metadata_->NewDriverId());
     layer = LayerRecord{chain_id,  diff_id,    parent_chain_id, driver_id, 0,
@@ -229,6 +246,8 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
   }
   // The content is written into an active snapshot that Commit turns into the layer.
   ASSIGN_OR_RETURN(std::string active_id, metadata_->NewDriverId());
+  // No record names the active: its scratch label lets recovery remove it, not quarantine it.
+  if (files_.labels != nullptr) RETURN_IF_ERROR(files_.labels->PutScratch(active_id));
   absl::Status status = driver_->Prepare(active_id, parents, drivers::PrepareOptions{});
   CrashPoint("import-after-intent");
   if (status.ok()) {
@@ -241,26 +260,35 @@ absl::StatusOr<bool> LayerStore::ImportLayer(const std::string& blob_path,
   if (status.ok()) {
     status = driver_->Commit(layer.driver_id, active_id, parents, drivers::CommitMode::kConsume);
   }
-  if (!status.ok()) {
-    (void)driver_->Remove(active_id);
-    (void)driver_->Remove(layer.driver_id);
+  auto forget_active = [&]() {
+    if (driver_->Remove(active_id).ok() && files_.labels != nullptr)
+      (void)files_.labels->RemoveContent(active_id);
+  };
+  auto forget_layer = [&]() {
+    if (driver_->Remove(layer.driver_id).ok() && files_.labels != nullptr)
+      (void)files_.labels->RemoveContent(layer.driver_id);
     (void)metadata_->DeleteLayer(chain_id);
+  };
+  if (!status.ok()) {
+    forget_active();
+    forget_layer();
     return status;
   }
   CrashPoint("import-after-commit");
-  (void)driver_->Remove(active_id);  // kConsume leaves nothing, but a driver may keep a stub
+  forget_active();  // kConsume leaves nothing, but a driver may keep a stub
   *created = NewLayer{chain_id, layer.driver_id};
   absl::StatusOr<drivers::Usage> usage = driver_->GetUsage(layer.driver_id);
   if (usage.ok()) {
     layer.size_bytes = usage->bytes;
     layer.state = "ready";
-    status = metadata_->PutLayer(layer);
+    // The label before the record says ready: a lost database can re-adopt the layer.
+    status = files_.labels != nullptr ? files_.labels->PutLayer(layer) : absl::OkStatus();
+    if (status.ok()) status = metadata_->PutLayer(layer);
   } else {
     status = usage.status();
   }
   if (!status.ok()) {
-    (void)driver_->Remove(layer.driver_id);
-    (void)metadata_->DeleteLayer(chain_id);
+    forget_layer();
     return status;
   }
   *bytes = usage->bytes;
@@ -318,7 +346,9 @@ absl::StatusOr<drivers::Chain> LayerStore::DriverChain(const std::string& chain_
 absl::Status LayerStore::RemoveImage(const std::string& name) {
   ASSIGN_OR_RETURN(std::optional<ImageRecord> image, metadata_->GetImage(name));
   if (!image) return absl::NotFoundError(absl::StrCat("image \"", name, "\" not found"));
-  return metadata_->DeleteImage(name);
+  RETURN_IF_ERROR(metadata_->DeleteImage(name));
+  if (files_.labels != nullptr) return files_.labels->RemoveImage(name);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<GcResult> LayerStore::GarbageCollect(bool dry_run) {
@@ -358,13 +388,19 @@ absl::StatusOr<GcResult> LayerStore::Collect(bool dry_run, bool commits_only) {
       removed.push_back(*it);
     }
     if (dry_run) return absl::OkStatus();
-    for (const LayerRecord& layer : removed)
+    for (const LayerRecord& layer : removed) {
+      // Marked before the database forgets it: recovery then finishes the removal instead of
+      // quarantining content the store itself decided to delete.
+      if (files_.labels != nullptr) RETURN_IF_ERROR(files_.labels->MarkDeleting(layer.driver_id));
       RETURN_IF_ERROR(metadata_->DeleteLayer(layer.chain_id));
+    }
     return absl::OkStatus();
   }));
   for (const LayerRecord& layer : removed) {
     if (!dry_run) {
       absl::Status status = driver_->Remove(layer.driver_id);
+      if (status.ok() && files_.labels != nullptr)
+        status = files_.labels->RemoveContent(layer.driver_id);
       if (!status.ok()) {
         LogWarning("gc: removing layer content failed; recovery retries at next start",
                    {{"chain_id", layer.chain_id}, {"error", status.ToString()}});
@@ -388,6 +424,7 @@ absl::Status LayerStore::Recover(const std::vector<std::string>& keep_driver_ids
     LogWarning("recovery: removing a layer whose import did not finish",
                {{"chain_id", layer.chain_id}, {"driver_id", layer.driver_id}});
     RETURN_IF_ERROR(driver_->Remove(layer.driver_id));
+    if (files_.labels != nullptr) RETURN_IF_ERROR(files_.labels->RemoveContent(layer.driver_id));
     RETURN_IF_ERROR(metadata_->DeleteLayer(layer.chain_id));
   }
   // A plugin killed mid-import (devmapper) or mid-flatten left a private mount in the scratch
@@ -399,11 +436,53 @@ absl::Status LayerStore::Recover(const std::vector<std::string>& keep_driver_ids
     RETURN_IF_ERROR(mounter_->Unmount(it->target, /*detach=*/true));
   }
   ASSIGN_OR_RETURN(std::vector<std::string> stored, driver_->Walk());
+  std::set<std::string> on_disk(stored.begin(), stored.end());
   for (const std::string& id : stored) {
+    // A restored or lost database must never hand out an id that exists on disk.
+    RETURN_IF_ERROR(metadata_->ReserveDriverIdsThrough(id));
     if (known.count(id)) continue;
-    LogWarning("recovery: removing driver content no metadata refers to", {{"driver_id", id}});
-    RETURN_IF_ERROR(driver_->Remove(id));
+    std::optional<ContentLabel> label;
+    if (files_.labels != nullptr) {
+      absl::StatusOr<std::optional<ContentLabel>> read = files_.labels->GetContent(id);
+      if (read.ok()) label = *read;
+    }
+    if (label && (label->deleting || label->kind == ContentLabel::Kind::kScratch)) {
+      // Accounted for: the store was deleting it, or it was a temporary of a step that died.
+      LogInfo("recovery: finishing the removal of content the store was deleting or scratch",
+              {{"driver_id", id}});
+      RETURN_IF_ERROR(driver_->Remove(id));
+      RETURN_IF_ERROR(files_.labels->RemoveContent(id));
+      continue;
+    }
+    const std::string reason =
+        label ? "its label says it is store content, but the database has no record of it "
+                "(a lost database, or one restored from an older backup)"
+              : "no record and no label: left by a step that never completed";
+    if (files_.quarantine == nullptr) {
+      LogWarning("recovery: driver content no metadata refers to stays where it is",
+                 {{"driver_id", id}, {"reason", reason}});
+      continue;
+    }
+    std::string raw = files_.labels != nullptr ? files_.labels->RawContent(id) : "";
+    absl::StatusOr<QuarantineEntry> moved = files_.quarantine->Put(id, reason, raw);
+    if (moved.ok()) {
+      if (files_.labels != nullptr) (void)files_.labels->RemoveContent(id);
+      continue;
+    }
+    if (absl::IsNotFound(moved.status())) continue;  // only half-made leftovers were there
+    // Never a reason to delete, nor to keep the plugin from starting: it stays, loudly.
+    LogWarning("recovery: cannot quarantine driver content no metadata refers to; it stays",
+               {{"driver_id", id}, {"error", moved.status().ToString()}});
   }
+  if (files_.labels != nullptr) {
+    // Labels whose content is gone (a crash between removing the content and its label).
+    absl::StatusOr<std::vector<std::string>> labelled = files_.labels->ListContent();
+    if (labelled.ok()) {
+      for (const std::string& id : *labelled)
+        if (!on_disk.count(id) && !known.count(id)) (void)files_.labels->RemoveContent(id);
+    }
+  }
+  if (files_.quarantine != nullptr) files_.quarantine->RefreshGauges();
   return RemoveTree(scratch_dir_);
 }
 

@@ -28,7 +28,9 @@
 #include "drivers/driver.h"
 #include "node/images/layer_tar.h"
 #include "node/images/limits.h"
+#include "node/labels.h"
 #include "node/metadata.h"
+#include "node/quarantine.h"
 #include "sys/mounter.h"
 
 namespace strata::node {
@@ -52,12 +54,22 @@ struct StoreStats {
   int64_t layer_bytes = 0;
 };
 
+// The files beside the database that make a lost database survivable (issue 8). Either may be
+// null (unit tests): then nothing is labelled, and unknown content stays where it is.
+struct StoreFiles {
+  Labels* labels = nullptr;
+  Quarantine* quarantine = nullptr;
+};
+
 class LayerStore {
  public:
   // `scratch_dir` holds import staging; it is emptied by Recover(). `limits` bound every import
   // (see images::ImportLimits; the flags of strata-csi set them).
   LayerStore(Metadata* metadata, drivers::Driver* driver, sys::Mounter* mounter,
-             std::string scratch_dir, images::ImportLimits limits = {});
+             std::string scratch_dir, images::ImportLimits limits = {}, StoreFiles files = {});
+
+  Labels* labels() const { return files_.labels; }
+  Quarantine* quarantine() const { return files_.quarantine; }
 
   const images::ImportLimits& limits() const { return limits_; }
 
@@ -90,8 +102,11 @@ class LayerStore {
   // at once. Imported layers wait for an explicit gc, so a re-import is never needed by surprise.
   absl::StatusOr<GcResult> CollectUnreferencedCommits();
 
-  // Start-up: removes layers left "creating", driver content the metadata does not know
-  // (except `keep_driver_ids`, e.g. volumes' writable layers), and the scratch directory.
+  // Start-up: removes layers left "creating" and the scratch directory. Driver content the
+  // metadata does not know (except `keep_driver_ids`, e.g. volumes' writable layers) is never
+  // deleted: what its label says the store was deleting, or was scratch, is removed; anything
+  // else is moved to quarantine (left in place, with a warning, when it is mounted or there is
+  // no quarantine).
   absl::Status Recover(const std::vector<std::string>& keep_driver_ids);
 
   absl::StatusOr<StoreStats> Stats();
@@ -125,6 +140,7 @@ class LayerStore {
   sys::Mounter* mounter_;
   std::string scratch_dir_;
   const images::ImportLimits limits_;
+  StoreFiles files_;
   // Serializes imports with each other (and with Recover), never with garbage collection: an
   // import may take as long as its archive, and deletes must not wait for it.
   std::mutex import_mutex_;

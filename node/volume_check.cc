@@ -208,7 +208,8 @@ absl::StatusOr<CheckReport> VolumeManager::Check(bool repair, VolumeLocks* locks
     add("unknown-content", id,
         absl::StrCat(std::string(driver_->name()),
                      " content that no layer or volume record refers to"),
-        "left in place (never deleted by check); restart the plugin to quarantine it");
+        "left in place (never deleted by check); the next start-up moves it to <root>/quarantine "
+        "(stratactl quarantine list)");
   }
 
   // 4. Mounts no record owns: any under the store's volumes folder, and any other mount of the

@@ -86,7 +86,9 @@ absl::Status VolumeManager::WriteFlattenedLayer(const VolumeRecord& volume,
     merged = private_mount;
   }
   ASSIGN_OR_RETURN(std::string work_id, metadata_->NewDriverId());
-  absl::Status status = driver_->Prepare(work_id, {}, drivers::PrepareOptions{});
+  Labels* labels = layers_->labels();
+  absl::Status status = labels != nullptr ? labels->PutScratch(work_id) : absl::OkStatus();
+  if (status.ok()) status = driver_->Prepare(work_id, {}, drivers::PrepareOptions{});
   if (status.ok()) {
     absl::StatusOr<drivers::ApplyTarget> target = driver_->DirectWriteTarget(work_id);
     if (target.ok()) {
@@ -108,7 +110,7 @@ absl::Status VolumeManager::WriteFlattenedLayer(const VolumeRecord& volume,
   if (status.ok()) {
     status = driver_->Commit(layer_id, work_id, {}, drivers::CommitMode::kConsume);
   }
-  (void)driver_->Remove(work_id);
+  if (driver_->Remove(work_id).ok() && labels != nullptr) (void)labels->RemoveContent(work_id);
   if (!private_mount.empty()) {
     absl::Status unmounted = mounter_->Unmount(private_mount);
     (void)RemoveTree(private_mount);
@@ -180,11 +182,40 @@ absl::StatusOr<CommitResult> VolumeManager::CommitVolume(
   layer.size_bytes = usage->bytes;
   layer.state = "ready";
   std::string old_active = volume.active_id;
+  std::string old_chain = volume.chain_id;
   if (rebase) {
     volume.active_id = new_active;
     volume.chain_id = result.chain_id;
   }
   volume.pending = "";
+  // Labels before the outcome: a lost database can re-adopt the layer, the rebased volume (its
+  // newest writable layer wins over the old one) and the snapshot or tag naming the layer.
+  if (Labels* labels = layers_->labels()) {
+    absl::Status labelled = labels->PutLayer(layer);
+    if (labelled.ok() && rebase) labelled = Relabel(volume);
+    if (labelled.ok() && snapshot) {
+      SnapshotRecord ready = *snapshot;
+      ready.chain_id = result.chain_id;
+      ready.size_bytes = result.size_bytes;
+      ready.state = "ready";
+      labelled = labels->PutSnapshot(ready);
+    }
+    if (labelled.ok() && tag) {
+      ImageRecord named = *tag;
+      named.chain_id = result.chain_id;
+      labelled = labels->PutImage(named);
+    }
+    if (!labelled.ok()) {
+      VolumeRecord undo = volume;
+      undo.active_id = old_active;
+      undo.chain_id = old_chain;
+      undo.pending =
+          PendingCommit(result.chain_id, rebase ? std::vector<std::string>{layer_id, new_active}
+                                                : std::vector<std::string>{layer_id});
+      (void)RecoverPendingCommit(undo);
+      return labelled;
+    }
+  }
   // The outcome, all at once: the layer, the volume's new chain, and the snapshot naming it.
   RETURN_IF_ERROR(metadata_->InTransaction([&]() -> absl::Status {
     RETURN_IF_ERROR(metadata_->PutLayer(layer));
@@ -205,7 +236,8 @@ absl::StatusOr<CommitResult> VolumeManager::CommitVolume(
   CrashPoint("commit-after-outcome");
   // The old writable layer's content now lives in the new layer; a crash before this removal
   // leaves an id no record knows, which recovery removes.
-  if (rebase) (void)driver_->Remove(old_active);
+  if (rebase && driver_->Remove(old_active).ok() && layers_->labels() != nullptr)
+    (void)layers_->labels()->RemoveContent(old_active);
 
   std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
   if (metrics_ != nullptr) {
@@ -241,6 +273,7 @@ absl::Status VolumeManager::RecoverPendingCommit(VolumeRecord volume) {
   for (const std::string& id : remove) {
     if (id == volume.active_id) continue;  // never the writable layer the volume uses
     RETURN_IF_ERROR(driver_->Remove(id));
+    if (layers_->labels() != nullptr) RETURN_IF_ERROR(layers_->labels()->RemoveContent(id));
   }
   metadata_->MakeRoomForDelete();
   return metadata_->InTransaction([&]() -> absl::Status {
@@ -295,6 +328,7 @@ absl::Status VolumeManager::DeleteSnapshot(const std::string& snapshot_id) {
   if (!snapshot) return absl::OkStatus();
   metadata_->MakeRoomForDelete();  // deletes free space, so they must work on a full disk
   RETURN_IF_ERROR(metadata_->DeleteSnapshot(snapshot_id));
+  if (layers_->labels() != nullptr) RETURN_IF_ERROR(layers_->labels()->RemoveSnapshot(snapshot_id));
   // Free what only this snapshot kept alive (its commit layers); shared layers stay.
   ASSIGN_OR_RETURN(GcResult collected, layers_->CollectUnreferencedCommits());
   LogInfo("snapshot deleted", {{"snapshot", snapshot_id},
@@ -347,11 +381,22 @@ absl::StatusOr<SnapshotRecord> VolumeManager::Rollback(const std::string& volume
     return prepared;
   }
   std::string old_active = volume.active_id;
+  std::string old_chain = volume.chain_id;
   volume.active_id = new_active;
   volume.chain_id = target.chain_id;
   volume.pending = "";
+  absl::Status labelled = Relabel(volume);
+  if (!labelled.ok()) {
+    volume.active_id = old_active;
+    volume.chain_id = old_chain;
+    volume.pending = PendingCommit("", {new_active});
+    (void)RecoverPendingCommit(volume);
+    return labelled;
+  }
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
-  (void)driver_->Remove(old_active);  // empty: the kept snapshot holds its content
+  // Empty: the kept snapshot holds its content.
+  if (driver_->Remove(old_active).ok() && layers_->labels() != nullptr)
+    (void)layers_->labels()->RemoveContent(old_active);
   LogInfo("volume rolled back",
           {{"volume", volume_id}, {"snapshot", snapshot_id}, {"previous_state_kept_as", kept.id}});
   return kept;

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <ctime>
 #include <map>
+#include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -160,6 +162,12 @@ absl::StatusOr<VolumeRecord> VolumeManager::MakeVolume(VolumeRecord volume) {
   }
   CrashPoint("create-after-prepare");
   volume.state = kVolumeReady;
+  // The label before the record says ready: a lost database can re-adopt the volume.
+  absl::Status labelled = Relabel(volume);
+  if (!labelled.ok()) {
+    (void)RemoveVolume(volume);
+    return labelled;
+  }
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   if (metrics_ != nullptr) metrics_->ObserveChainDepth(static_cast<int>(chain.size()));
   LogInfo("volume created", {{"volume", volume.id},
@@ -176,11 +184,31 @@ absl::Status VolumeManager::RemoveVolume(VolumeRecord volume) {
   volume.pending = "delete";
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   CrashPoint("delete-after-intent");
+  Labels* labels = layers_->labels();
+  if (labels != nullptr) RETURN_IF_ERROR(labels->MarkDeleting(volume.active_id));
   RETURN_IF_ERROR(driver_->Remove(volume.active_id));
+  if (labels != nullptr) RETURN_IF_ERROR(labels->RemoveContent(volume.active_id));
   CrashPoint("delete-after-remove");
   RETURN_IF_ERROR(metadata_->DeleteVolume(volume.id));
   SetAbnormal(volume.id, "");
   return absl::OkStatus();
+}
+
+absl::Status VolumeManager::Relabel(const VolumeRecord& volume) {
+  Labels* labels = layers_->labels();
+  if (labels == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
+                   metadata_->ListPublications(volume.id));
+  return labels->PutVolume(volume, publications);
+}
+
+void VolumeManager::RelabelOrWarn(const VolumeRecord& volume) {
+  // Where a volume is mounted only helps a re-adoption keep its mounts: never fail the call.
+  absl::Status labelled = Relabel(volume);
+  if (!labelled.ok()) {
+    LogWarning("could not update a volume's label",
+               {{"volume", volume.id}, {"error", labelled.ToString()}});
+  }
 }
 
 absl::Status VolumeManager::Delete(const std::string& volume_id) {
@@ -271,6 +299,7 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
   CrashPoint("stage-after-mount");
   volume.pending = "";
   volume.state = kVolumeStaged;
+  RelabelOrWarn(volume);
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   LogInfo("volume staged", {{"volume", volume_id}, {"staging_path", staging_path}});
   return absl::OkStatus();
@@ -299,6 +328,7 @@ absl::Status VolumeManager::Unstage(const std::string& volume_id, const std::str
   volume.state = kVolumeReady;
   volume.staging_path = "";
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  RelabelOrWarn(volume);
   LogInfo("volume unstaged", {{"volume", volume_id}, {"staging_path", staging_path}});
   return absl::OkStatus();
 }
@@ -351,6 +381,7 @@ absl::Status VolumeManager::Publish(const std::string& volume_id, const std::str
   CrashPoint("publish-after-mount");
   publication.state = "published";
   RETURN_IF_ERROR(metadata_->PutPublication(publication));
+  RelabelOrWarn(volume);
   LogInfo("volume published", {{"volume", volume_id},
                                {"target_path", target_path},
                                {"read_only", read_only ? "true" : "false"}});
@@ -448,6 +479,7 @@ absl::Status VolumeManager::Unpublish(const std::string& volume_id,
   VolumeRecord volume = *std::move(found);
   RETURN_IF_ERROR(UnmountAll(target_path));
   RETURN_IF_ERROR(metadata_->DeletePublication(volume_id, target_path));
+  if (!volume.ephemeral) RelabelOrWarn(volume);
   // The CO expects the target gone after unpublish; only an empty directory is removed.
   if (rmdir(target_path.c_str()) != 0 && errno != ENOENT) {
     LogDebug("target path left in place",
@@ -581,8 +613,64 @@ absl::Status VolumeManager::RecoverVolume(VolumeRecord volume) {
   return absl::OkStatus();
 }
 
-absl::Status VolumeManager::Recover() {
+absl::Status VolumeManager::Recover(UnknownContentPolicy policy) {
   ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, metadata_->ListVolumes());
+  {
+    // A database that is new or empty while the disk holds store content has lost its records:
+    // treating that content as garbage would delete every volume (issue 8). Decide first.
+    ASSIGN_OR_RETURN(bool looks_new, metadata_->LooksNew());
+    ASSIGN_OR_RETURN(std::vector<LayerRecord> layer_rows, metadata_->ListLayers());
+    std::set<std::string> volume_ids, chain_ids;
+    for (const VolumeRecord& volume : volumes) volume_ids.insert(volume.id);
+    for (const LayerRecord& layer : layer_rows) chain_ids.insert(layer.chain_id);
+    ASSIGN_OR_RETURN(std::vector<std::string> stored, driver_->Walk());
+    // Labelled content of a volume or layer the database has no record of at all: the
+    // database lost records (a lost WAL leaves it at its last checkpoint, or empty). A volume
+    // label whose volume the database knows under another writable layer is not counted: a
+    // commit or rollback died before removing the volume's previous one.
+    int labelled = 0;
+    if (Labels* labels = layers_->labels(); labels != nullptr) {
+      for (const std::string& id : stored) {
+        absl::StatusOr<std::optional<ContentLabel>> label = labels->GetContent(id);
+        if (!label.ok() || !label->has_value() || (*label)->deleting) continue;
+        const ContentLabel& found = **label;
+        if (found.kind == ContentLabel::Kind::kVolume && !volume_ids.count(found.volume.id))
+          ++labelled;
+        if (found.kind == ContentLabel::Kind::kLayer && !chain_ids.count(found.layer.chain_id))
+          ++labelled;
+      }
+    }
+    bool lost = (looks_new && !stored.empty()) || labelled > 0;
+    if (lost && policy == UnknownContentPolicy::kRefuse) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the metadata database under ", options_.root, " is ", looks_new ? "new" : "empty",
+          " but the store holds ", stored.size(), " items of content (", labelled,
+          " labelled as volumes or layers): the database was lost or damaged. Nothing was "
+          "changed. Choose one (docs/operations.md, \"The database is lost or damaged\"): "
+          "restore strata.db from a backup (stratactl backup) and start again; or start once "
+          "with --recover-unknown=readopt to rebuild the volumes, snapshots and images from the "
+          "labels on disk (content without a label goes to ",
+          options_.root,
+          "/quarantine); or start once with --recover-unknown=quarantine to move "
+          "everything found to ",
+          options_.root, "/quarantine (stratactl quarantine list)"));
+    }
+    if (lost && policy == UnknownContentPolicy::kReadopt) {
+      ASSIGN_OR_RETURN(ReadoptResult adopted, Readopt());
+      LogWarning("recovery: re-adopted the store from its labels",
+                 {{"volumes", std::to_string(adopted.volumes)},
+                  {"staged", std::to_string(adopted.staged)},
+                  {"publications", std::to_string(adopted.publications)},
+                  {"layers", std::to_string(adopted.layers)},
+                  {"snapshots", std::to_string(adopted.snapshots)},
+                  {"images", std::to_string(adopted.images)}});
+      ASSIGN_OR_RETURN(volumes, metadata_->ListVolumes());
+    }
+    if (lost && policy == UnknownContentPolicy::kQuarantine) {
+      LogWarning("recovery: the database lost its records; everything found goes to quarantine",
+                 {{"items", std::to_string(stored.size())}});
+    }
+  }
   std::vector<std::string> keep;
   bool removed_volumes = false;
   for (const VolumeRecord& volume : volumes) {

@@ -79,6 +79,30 @@ struct CheckReport {
   std::vector<CheckFinding> findings;
 };
 
+// What start-up does when the metadata looks new or empty while the store holds content: the
+// database was lost or damaged (docs/operations.md, "The database is lost or damaged").
+enum class UnknownContentPolicy {
+  kRefuse,      // default: change nothing, fail with a message that names the choices
+  kReadopt,     // rebuild the records from the labels on disk; unlabelled content: quarantine
+  kQuarantine,  // move everything found to quarantine
+};
+
+struct ReadoptResult {
+  int layers = 0;
+  int volumes = 0;
+  int staged = 0;        // of those, still mounted at their staging path
+  int publications = 0;  // still mounted at their targets
+  int snapshots = 0;
+  int images = 0;
+};
+
+// What `stratactl quarantine restore` made of an entry.
+struct RestoreResult {
+  VolumeRecord volume;   // the new (or re-made) volume; id "" when only a layer was restored
+  std::string chain_id;  // the layer restored, when the entry was a layer
+  std::string note;      // what the admin should know (e.g. "restored on the empty base")
+};
+
 // What a commit made.
 struct CommitResult {
   std::string chain_id;  // the new read-only layer
@@ -92,8 +116,24 @@ class VolumeManager {
   VolumeManager(Metadata* metadata, LayerStore* layers, drivers::Driver* driver,
                 sys::Mounter* mounter, metrics::Metrics* metrics, VolumeManagerOptions options);
 
-  // Start-up reconciliation with the mount table; then the layer store's own recovery.
-  absl::Status Recover();
+  // Start-up reconciliation with the mount table; then the layer store's own recovery, which
+  // quarantines content the metadata cannot account for (never deletes it). When the metadata
+  // looks new while the store holds content, or lacks the records of labelled volumes or layers
+  // on disk (a lost WAL, an older backup), `policy` decides; kRefuse changes
+  // nothing and returns FailedPrecondition naming the choices.
+  absl::Status Recover(UnknownContentPolicy policy = UnknownContentPolicy::kRefuse);
+  // Rebuilds the layer, volume, snapshot and image records the database lost from the labels of
+  // the content on disk, in one transaction (node/readopt.cc); records it still has stay. Volumes
+  // keep their ids, names, chains and capacity; one still mounted at its labelled staging path
+  // comes back staged, with the publications that are still mounted. Content without a usable label
+  // is left for Recover to quarantine.
+  absl::StatusOr<ReadoptResult> Readopt();
+  // Quarantine entry `entry` back into the store: a writable layer becomes volume
+  // `volume_name` (back under its old id, name and chain when its label says so and they are
+  // free); a layer becomes a layer again (its labelled chain id when its parent exists, else a
+  // new base) and, with `volume_name`, a new volume on it.
+  absl::StatusOr<RestoreResult> RestoreQuarantined(const std::string& entry,
+                                                   const std::string& volume_name);
 
   // Idempotent by name: the same name and fingerprint returns the existing volume; another
   // fingerprint is AlreadyExists; an unknown image is NotFound.
@@ -208,6 +248,9 @@ class VolumeManager {
   absl::Status UnmountAll(const std::string& where);
   absl::Status CheckOutsideRoot(const std::string& path, const std::string& field);
   absl::Status RemoveVolume(VolumeRecord volume);
+  // Writes `volume`'s label (node/labels.h) with its current publications.
+  absl::Status Relabel(const VolumeRecord& volume);
+  void RelabelOrWarn(const VolumeRecord& volume);
   absl::Status RecoverVolume(VolumeRecord volume);
   // The commit itself; the caller holds the volume's lock.
   absl::StatusOr<CommitResult> CommitVolume(VolumeRecord volume, const std::string& comment,

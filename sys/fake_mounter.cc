@@ -50,7 +50,8 @@ absl::StatusOr<std::vector<MountPoint>> FakeMounter::List() {
   std::vector<MountPoint> points;
   for (const Record& record : mounts_) {
     points.push_back({record.target, record.mount.source, record.mount.type,
-                      absl::StrJoin(record.mount.options, ",")});
+                      absl::StrJoin(record.mount.options, ","),
+                      record.mount.type == "bind" ? record.mount.source : "/"});
   }
   return points;
 }

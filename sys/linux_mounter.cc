@@ -303,7 +303,8 @@ absl::StatusOr<std::vector<MountPoint>> ReadMountTable() {
   while (mnt_table_next_fs(table.get(), iter.get(), &fs) == 0) {
     auto text = [](const char* s) { return s ? std::string(s) : std::string(); };
     points.push_back({text(mnt_fs_get_target(fs)), text(mnt_fs_get_source(fs)),
-                      text(mnt_fs_get_fstype(fs)), text(mnt_fs_get_options(fs))});
+                      text(mnt_fs_get_fstype(fs)), text(mnt_fs_get_options(fs)),
+                      text(mnt_fs_get_root(fs))});
   }
   return points;
 }

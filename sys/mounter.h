@@ -14,10 +14,11 @@ namespace strata::sys {
 
 // One line of the mount table.
 struct MountPoint {
-  std::string target;   // absolute path, as the kernel shows it
+  std::string target;  // absolute path, as the kernel shows it
   std::string source;
   std::string fs_type;
   std::string options;  // VFS + superblock options, comma-separated
+  std::string root;     // the path inside the source filesystem a bind mount shows ("/" or "")
 };
 
 class Mounter {

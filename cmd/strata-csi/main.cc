@@ -71,6 +71,12 @@ ABSL_FLAG(int, dm_min_free_space, 10,
 ABSL_FLAG(int, flatten_depth, 128,
           "a commit that would make a chain deeper than this is flattened into one layer "
           "(0 = the driver's limit)");
+ABSL_FLAG(std::string, recover_unknown, "refuse",
+          "when the metadata database is new or empty but the store holds content (a lost or "
+          "damaged database): refuse (start nothing, say so), readopt (rebuild the records "
+          "from the labels on disk; unlabelled content to <root>/quarantine) or quarantine "
+          "(move everything found to <root>/quarantine). Content the database cannot account "
+          "for on a normal start is always quarantined, never deleted");
 ABSL_FLAG(int, shutdown_grace_seconds, 30, "how long SIGTERM waits for in-flight calls");
 // Import bounds (images::ImportLimits): archives are hostile input.
 ABSL_FLAG(std::string, max_json_bytes, "4MiB",
@@ -171,6 +177,16 @@ absl::Status Run() {
     return absl::FailedPreconditionError(absl::StrCat("another strata-csi owns ", root, " (",
                                                       lock_path, " is locked); stop it first"));
   }
+  node::UnknownContentPolicy unknown_policy;
+  if (std::string policy = absl::GetFlag(FLAGS_recover_unknown); policy == "refuse") {
+    unknown_policy = node::UnknownContentPolicy::kRefuse;
+  } else if (policy == "readopt") {
+    unknown_policy = node::UnknownContentPolicy::kReadopt;
+  } else if (policy == "quarantine") {
+    unknown_policy = node::UnknownContentPolicy::kQuarantine;
+  } else {
+    return absl::InvalidArgumentError("--recover-unknown must be refuse, readopt or quarantine");
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<node::Metadata> metadata,
                    node::Metadata::Open(root + "/strata.db"));
   drivers::DriverOptions driver_options;
@@ -194,8 +210,13 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(import_limits.max_import_bytes,
                    ParseSize(absl::GetFlag(FLAGS_max_import_bytes), "--max-import-bytes"));
   RETURN_IF_ERROR(images::ValidateLimits(import_limits));
-  node::LayerStore layers(metadata.get(), driver.get(), mounter.get(), root + "/tmp",
-                          import_limits);
+  // Labels let a lost database be re-adopted from disk; the quarantine keeps what recovery
+  // cannot account for (issue 8).
+  node::Labels labels(root + "/labels");
+  RETURN_IF_ERROR(labels.Init());
+  node::Quarantine quarantine(root + "/quarantine", driver.get(), mounter.get(), &metrics);
+  node::LayerStore layers(metadata.get(), driver.get(), mounter.get(), root + "/tmp", import_limits,
+                          node::StoreFiles{&labels, &quarantine});
   node::VolumeManager volumes(metadata.get(), &layers, driver.get(), mounter.get(), &metrics,
                               node::VolumeManagerOptions{root, root + "/volumes", root + "/tmp",
                                                          absl::GetFlag(FLAGS_flatten_depth)});
@@ -245,7 +266,7 @@ absl::Status Run() {
       std::unique_ptr<csi::Server> server,
       csi::Server::Start(absl::GetFlag(FLAGS_endpoint), {&identity, &controller, &node_service},
                          admin_endpoint, {&admin}));
-  absl::Status recovered = volumes.Recover();
+  absl::Status recovered = volumes.Recover(unknown_policy);
   if (!recovered.ok()) {
     server->Shutdown(std::chrono::milliseconds(0));
     return recovered;

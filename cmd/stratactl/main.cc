@@ -76,6 +76,13 @@ Commands:
                              fixes only what cannot lose data. Exit code 3 when problems are left
   backup FILE                copy the metadata database to FILE on this node (online; FILE must
                              not exist and must lie outside the store; restore: docs/operations.md)
+  quarantine list            store content start-up recovery could not account for and kept
+                             (never deleted) under <root>/quarantine
+  quarantine restore ENTRY [--volume NAME]
+                             put an entry back: a writable layer becomes a volume (its own
+                             name, id and chain when its label says so; else NAME), a layer a
+                             layer again (and with --volume, a new volume on it)
+  quarantine purge ENTRY     delete one entry for good (the only way; no wildcards)
   version                    client and server versions
   help                       this text
 
@@ -956,6 +963,70 @@ int Backup(Client& client, const Options& options) {
   return 0;
 }
 
+// Quarantine (issue 8)
+int QuarantineCommand(Client& client, const Options& options) {
+  const std::string action = options.args.size() > 1 ? options.args[1] : "";
+  if (action == "list") {
+    ExpectArgs(options, 1, 1, "quarantine list");
+    pb::QuarantineListResponse response = client.Call(&pb::Admin::Stub::QuarantineList, {});
+    if (options.output == "json") {
+      Json entries = Json::array();
+      for (const pb::QuarantineEntry& entry : response.entries()) {
+        entries.push_back({{"name", entry.name()},
+                           {"driver_id", entry.driver_id()},
+                           {"kind", entry.kind()},
+                           {"reason", entry.reason()},
+                           {"quarantined_unix", entry.quarantined_unix()},
+                           {"bytes", entry.bytes()},
+                           {"label", entry.label()}});
+      }
+      PrintJson({{"entries", entries}});
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const pb::QuarantineEntry& entry : response.entries()) {
+      rows.push_back({entry.name(), entry.kind(), HumanSize(entry.bytes()),
+                      entry.label().empty() ? "no" : "yes", entry.reason()});
+    }
+    PrintTable({"ENTRY", "KIND", "SIZE", "LABEL", "REASON"}, rows);
+    return 0;
+  }
+  if (action == "restore") {
+    ExpectArgs(options, 2, 2, "quarantine restore ENTRY [--volume NAME]");
+    pb::QuarantineRestoreRequest request;
+    request.set_name(options.args[2]);
+    if (options.volume) request.set_volume_name(*options.volume);
+    pb::QuarantineRestoreResponse response =
+        client.Call(&pb::Admin::Stub::QuarantineRestore, request);
+    if (options.output == "json") {
+      PrintJson({{"volume_id", response.volume_id()},
+                 {"volume_name", response.volume_name()},
+                 {"chain_id", response.chain_id()},
+                 {"note", response.note()}});
+      return 0;
+    }
+    if (!response.volume_id().empty())
+      std::cout << "Restored as volume " << response.volume_id() << " (" << response.volume_name()
+                << ")\n";
+    if (!response.chain_id().empty()) std::cout << "Layer " << response.chain_id() << "\n";
+    if (!response.note().empty()) std::cout << "Note: " << response.note() << "\n";
+    return 0;
+  }
+  if (action == "purge") {
+    ExpectArgs(options, 2, 2, "quarantine purge ENTRY");
+    pb::QuarantinePurgeRequest request;
+    request.set_name(options.args[2]);
+    pb::QuarantinePurgeResponse response = client.Call(&pb::Admin::Stub::QuarantinePurge, request);
+    if (options.output == "json") {
+      PrintJson({{"purged", options.args[2]}, {"bytes", response.bytes()}});
+    } else {
+      std::cout << "Purged " << options.args[2] << " (" << HumanSize(response.bytes()) << ")\n";
+    }
+    return 0;
+  }
+  throw UsageError{"quarantine takes list, restore or purge, not \"" + action + "\""};
+}
+
 int Run(const Options& options) {
   if (options.help || options.args.empty() || options.args[0] == "help") {
     if (options.args.empty() && !options.help) {
@@ -983,7 +1054,8 @@ int Run(const Options& options) {
                                                            {"diff", Diff},
                                                            {"save", Save},
                                                            {"check", Check},
-                                                           {"backup", Backup}};
+                                                           {"backup", Backup},
+                                                           {"quarantine", QuarantineCommand}};
   auto it = kCommands.find(command);
   if (it == kCommands.end()) throw UsageError{"unknown command \"" + command + "\""};
   // -o names the output file of save and the output format of everything else.
@@ -992,7 +1064,8 @@ int Run(const Options& options) {
   if (!options.tags.empty() && command != "commit" && command != "save")
     throw UsageError{"--tag is a flag of commit and save"};
   if (options.message && command != "commit") throw UsageError{"-m is a flag of commit"};
-  if (options.volume && command != "snapshots") throw UsageError{"--volume is a flag of snapshots"};
+  if (options.volume && command != "snapshots" && command != "quarantine")
+    throw UsageError{"--volume is a flag of snapshots and quarantine restore"};
   if (options.format && command != "save") throw UsageError{"--format is a flag of save"};
   if (options.no_trunc && command != "history") throw UsageError{"--no-trunc is a flag of history"};
   if (options.name && command != "import") throw UsageError{"--name is a flag of import"};

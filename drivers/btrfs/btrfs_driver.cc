@@ -201,4 +201,44 @@ absl::StatusOr<std::vector<std::string>> BtrfsDriver::Walk() { return ListIds(ho
 
 absl::StatusOr<int64_t> BtrfsDriver::FreeBytes() { return FreeBytesAt(home_); }
 
+absl::StatusOr<ContentKind> BtrfsDriver::Quarantine(const std::string& id,
+                                                    const std::string& dest) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  const std::string path = SubvolumePath(id);
+  ASSIGN_OR_RETURN(bool exists, PathExists(path));
+  if (!exists) {
+    RETURN_IF_ERROR(Remove(id));  // ".tmp-"/".del-" leftovers only
+    return absl::NotFoundError("btrfs: " + id + " not found");
+  }
+  ASSIGN_OR_RETURN(bool subvolume, btrfs::IsSubvolume(path));
+  bool read_only = false;
+  if (subvolume) {
+    ASSIGN_OR_RETURN(read_only, btrfs::IsReadOnly(path));
+  }
+  // Renaming a subvolume is one metadata operation: nothing is copied. A read-only one cannot
+  // change its parent directory (EROFS: its ".." would change), so it is writable for the move
+  // only, and read-only again in quarantine.
+  if (read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(path, false));
+  absl::Status moved = MoveEntryOut(home_, id, dest);
+  if (read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(moved.ok() ? dest : path, true));
+  RETURN_IF_ERROR(moved);
+  return read_only ? ContentKind::kLayer : ContentKind::kActive;
+}
+
+absl::Status BtrfsDriver::Unquarantine(const std::string& dest, ContentKind kind,
+                                       const std::string& id) {
+  ASSIGN_OR_RETURN(bool subvolume, btrfs::IsSubvolume(dest));
+  bool want_read_only = false;
+  if (subvolume) {
+    ASSIGN_OR_RETURN(bool read_only, btrfs::IsReadOnly(dest));
+    want_read_only = kind == ContentKind::kUnknown ? read_only : kind == ContentKind::kLayer;
+    if (read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(dest, false));
+  }
+  RETURN_IF_ERROR(MoveEntryIn(dest, home_, id));
+  if (want_read_only) RETURN_IF_ERROR(btrfs::SetReadOnly(SubvolumePath(id), true));
+  return absl::OkStatus();
+}
+
+absl::Status BtrfsDriver::PurgeQuarantined(const std::string& dest) { return RemoveAnything(dest); }
+
 }  // namespace strata::drivers

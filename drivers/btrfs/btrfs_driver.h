@@ -72,6 +72,10 @@ class BtrfsDriver : public Driver {
   absl::StatusOr<bool> Exists(const std::string& id) override;
   // statvfs f_bavail of the filesystem: an estimate on btrfs (see docs/drivers/btrfs.md).
   absl::StatusOr<int64_t> FreeBytes() override;
+  absl::StatusOr<ContentKind> Quarantine(const std::string& id, const std::string& dest) override;
+  absl::Status Unquarantine(const std::string& dest, ContentKind kind,
+                            const std::string& id) override;
+  absl::Status PurgeQuarantined(const std::string& dest) override;
 
   std::string SubvolumePath(const std::string& id) const { return home_ + "/" + id; }
   const std::string& home() const { return home_; }

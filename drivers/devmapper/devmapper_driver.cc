@@ -24,6 +24,7 @@
 #include "common/errno_status.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "drivers/copy_tree.h"
 #include "drivers/fs_util.h"
 #include "nlohmann/json.hpp"
 
@@ -673,6 +674,73 @@ absl::StatusOr<std::vector<std::string>> DevmapperDriver::Walk() {
   std::vector<std::string> ids;
   for (const Record& record : records) ids.push_back(record.id);
   return ids;
+}
+
+// Quarantine (issue 8): the thin device stays in the pool, deactivated; its record moves (one
+// rename, so exactly one place ever names the device) into `dest`/device.json, so Walk no longer
+// lists it and its id may be reused (the dm name follows the id, the thin dev_id does not).
+absl::StatusOr<ContentKind> DevmapperDriver::Quarantine(const std::string& id,
+                                                        const std::string& dest) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string path = devices_ + "/" + id + ".json";
+  absl::StatusOr<Record> record = ReadRecord(path);
+  if (absl::IsNotFound(record.status())) {
+    RETURN_IF_ERROR(dm_->Remove(DeviceName(id)));  // no record: at most a stray dm device
+    return absl::NotFoundError("devmapper: " + id + " not found");
+  }
+  RETURN_IF_ERROR(record.status());
+  // Busy (mounted or open) devices refuse to deactivate: then nothing moves.
+  RETURN_IF_ERROR(dm_->Remove(DeviceNameOf(*record)));
+  RETURN_IF_ERROR(MakeDirs(dest));
+  const std::string moved = dest + "/device.json";
+  if (rename(path.c_str(), moved.c_str()) != 0) return ErrnoStatus(errno, "rename", path);
+  RETURN_IF_ERROR(SyncDir(dest));
+  RETURN_IF_ERROR(SyncDir(devices_));
+  return record->kind == "layer" ? ContentKind::kLayer : ContentKind::kActive;
+}
+
+absl::Status DevmapperDriver::Unquarantine(const std::string& dest, ContentKind kind,
+                                           const std::string& id) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string path = devices_ + "/" + id + ".json";
+  if (access(path.c_str(), F_OK) == 0)
+    return absl::AlreadyExistsError("devmapper: " + id + " exists");
+  ASSIGN_OR_RETURN(Record record, ReadRecord(dest + "/device.json"));
+  record.id = id;
+  if (kind == ContentKind::kLayer) record.kind = "layer";
+  if (kind == ContentKind::kActive) record.kind = "active";
+  record.state = kActive;
+  record.consumed_from.clear();
+  // Rewrite the record in the quarantine folder first, then move it: a crash in between leaves
+  // the entry intact (its record merely names the new id), never two records of one device.
+  nlohmann::json json = {{"id", record.id},
+                         {"kind", record.kind},
+                         {"state", record.state},
+                         {"dev_id", record.dev_id},
+                         {"size_bytes", record.size_bytes},
+                         {"pool", options_.thin_pool}};
+  RETURN_IF_ERROR(WriteFileAtomically(dest, "device.json", json.dump() + "\n"));
+  if (rename((dest + "/device.json").c_str(), path.c_str()) != 0)
+    return ErrnoStatus(errno, "rename", dest + "/device.json");
+  RETURN_IF_ERROR(SyncDir(devices_));
+  (void)rmdir(dest.c_str());
+  return Activate(record);
+}
+
+absl::Status DevmapperDriver::PurgeQuarantined(const std::string& dest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string moved = dest + "/device.json";
+  absl::StatusOr<Record> record = ReadRecord(moved);
+  if (record.ok()) {
+    // Deactivated when it was quarantined; the dm name may belong to a new device by now.
+    absl::Status deleted = dm_->DeleteThin(options_.thin_pool, record->dev_id);
+    if (!deleted.ok() && !absl::IsNotFound(deleted)) return deleted;
+  } else if (!absl::IsNotFound(record.status())) {
+    return record.status();
+  }
+  return RemoveTree(dest);
 }
 
 absl::StatusOr<int64_t> DevmapperDriver::FreeBytes() {

@@ -97,6 +97,10 @@ class DevmapperDriver : public Driver {
   absl::StatusOr<bool> Exists(const std::string& id) override;
   // Free data bytes of the pool above the min_free_percent reserve.
   absl::StatusOr<int64_t> FreeBytes() override;
+  absl::StatusOr<ContentKind> Quarantine(const std::string& id, const std::string& dest) override;
+  absl::Status Unquarantine(const std::string& dest, ContentKind kind,
+                            const std::string& id) override;
+  absl::Status PurgeQuarantined(const std::string& dest) override;
 
   // Pool space for metrics.
   absl::StatusOr<ThinPoolUsage> PoolUsage();

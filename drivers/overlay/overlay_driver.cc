@@ -247,4 +247,25 @@ absl::StatusOr<std::vector<std::string>> OverlayDriver::Walk() {
 
 absl::StatusOr<int64_t> OverlayDriver::FreeBytes() { return FreeBytesAt(home_); }
 
+absl::StatusOr<ContentKind> OverlayDriver::Quarantine(const std::string& id,
+                                                      const std::string& dest) {
+  // A layer folder holds the diff itself; an active one holds {upper,work}: moved whole.
+  absl::Status layer = MoveEntryOut(layers_, id, dest);
+  if (layer.ok()) return ContentKind::kLayer;
+  if (!absl::IsNotFound(layer)) return layer;
+  RETURN_IF_ERROR(MoveEntryOut(active_, id, dest));
+  return ContentKind::kActive;
+}
+
+absl::Status OverlayDriver::Unquarantine(const std::string& dest, ContentKind kind,
+                                         const std::string& id) {
+  if (kind == ContentKind::kUnknown) {
+    ASSIGN_OR_RETURN(bool has_upper, PathExists(dest + "/upper"));
+    kind = has_upper ? ContentKind::kActive : ContentKind::kLayer;
+  }
+  return MoveEntryIn(dest, kind == ContentKind::kLayer ? layers_ : active_, id);
+}
+
+absl::Status OverlayDriver::PurgeQuarantined(const std::string& dest) { return RemoveTree(dest); }
+
 }  // namespace strata::drivers

@@ -128,4 +128,15 @@ absl::StatusOr<std::vector<std::string>> VfsDriver::Walk() { return ListIds(home
 
 absl::StatusOr<int64_t> VfsDriver::FreeBytes() { return FreeBytesAt(home_); }
 
+absl::StatusOr<ContentKind> VfsDriver::Quarantine(const std::string& id, const std::string& dest) {
+  RETURN_IF_ERROR(MoveEntryOut(home_, id, dest));
+  return ContentKind::kUnknown;  // layers and active snapshots are the same full trees
+}
+
+absl::Status VfsDriver::Unquarantine(const std::string& dest, ContentKind, const std::string& id) {
+  return MoveEntryIn(dest, home_, id);
+}
+
+absl::Status VfsDriver::PurgeQuarantined(const std::string& dest) { return RemoveTree(dest); }
+
 }  // namespace strata::drivers

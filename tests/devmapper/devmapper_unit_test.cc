@@ -209,6 +209,49 @@ TEST_F(DevmapperUnitTest, PrepareCommitRemoveSendTheRightMessages) {
   ExpectConsistent();
 }
 
+// Quarantine (issue 8): the thin device stays in the pool, deactivated; only its record moves.
+// Verified with the fake only (this kernel has no device-mapper).
+TEST_F(DevmapperUnitTest, QuarantineKeepsTheThinDeviceRestoreAndPurge) {
+  Start();
+  ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
+  ASSERT_TRUE(driver_->Commit("lay", "vol", {}, CommitMode::kKeep).ok());
+  const std::set<uint32_t> before = dm_->ThinIds("pool");
+  const std::string dest = root_ + "/q-vol";
+  // A mounted (open) device refuses to deactivate: nothing moves.
+  dm_->SetBusy("pool-snap-vol", true);
+  EXPECT_FALSE(driver_->Quarantine("vol", dest).ok());
+  EXPECT_THAT(Walk(), ElementsAre("lay", "vol"));
+  dm_->SetBusy("pool-snap-vol", false);
+
+  auto kind = driver_->Quarantine("vol", dest);
+  ASSERT_TRUE(kind.ok()) << kind.status();
+  EXPECT_EQ(*kind, drivers::ContentKind::kActive);
+  EXPECT_THAT(Walk(), ElementsAre("lay"));
+  EXPECT_EQ(dm_->ThinIds("pool"), before) << "the data stays in the pool";
+  EXPECT_EQ(access((dest + "/device.json").c_str(), F_OK), 0);
+  EXPECT_EQ(driver_->Quarantine("none", root_ + "/q-none").status().code(),
+            absl::StatusCode::kNotFound);
+  // A restart (driver recovery) leaves the quarantined device alone.
+  Start();
+  EXPECT_EQ(dm_->ThinIds("pool"), before);
+  auto layer_kind = driver_->Quarantine("lay", root_ + "/q-lay");
+  ASSERT_TRUE(layer_kind.ok());
+  EXPECT_EQ(*layer_kind, drivers::ContentKind::kLayer);
+
+  // Restore under a new id: the same thin device, activated under the new name.
+  ASSERT_TRUE(driver_->Unquarantine(dest, drivers::ContentKind::kActive, "back").ok());
+  EXPECT_THAT(Walk(), ElementsAre("back"));
+  EXPECT_TRUE(driver_->Mounts("back", {}).ok());
+  EXPECT_EQ(dm_->ThinIds("pool"), before);
+
+  // Purge deletes the layer's thin device, and only it.
+  ASSERT_TRUE(driver_->PurgeQuarantined(root_ + "/q-lay").ok());
+  EXPECT_EQ(dm_->ThinIds("pool").size(), before.size() - 1);
+  EXPECT_NE(access((root_ + "/q-lay").c_str(), F_OK), 0);
+  EXPECT_THAT(Walk(), ElementsAre("back"));
+  ExpectConsistent();
+}
+
 TEST_F(DevmapperUnitTest, ArgumentErrors) {
   Start();
   ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());

@@ -249,6 +249,38 @@ TEST_P(DriverConformanceTest, PrepareWriteCommitConsumeAndStack) {
   EXPECT_EQ(ViewTree({"base"}), base_tree);  // layers never change
 }
 
+// Quarantine (issue 8): a layer and an active leave the driver by one rename and come back
+// intact under new ids; purge deletes only what was quarantined.
+TEST_P(DriverConformanceTest, QuarantineMovesContentOutAndBackIntact) {
+  MakeLayer("base", {}, [](const std::string& dir) { WriteFile(dir + "/hello", "world"); });
+  ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
+  auto target = driver_->DirectWriteTarget("vol");
+  if (target.ok()) WriteFile(target->directory + "/pod", "data");
+  const std::string quarantine = root_ + "/quarantine";
+  ASSERT_TRUE(drivers::MakeDirs(quarantine).ok());
+  auto layer_kind = driver_->Quarantine("base", quarantine + "/base");
+  ASSERT_TRUE(layer_kind.ok()) << layer_kind.status();
+  auto active_kind = driver_->Quarantine("vol", quarantine + "/vol");
+  ASSERT_TRUE(active_kind.ok()) << active_kind.status();
+  if (GetParam() != "vfs") {
+    EXPECT_EQ(*layer_kind, drivers::ContentKind::kLayer);
+    EXPECT_EQ(*active_kind, drivers::ContentKind::kActive);
+  }
+  EXPECT_TRUE(driver_->Walk()->empty());
+  EXPECT_EQ(driver_->Quarantine("gone", quarantine + "/gone").status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(driver_->Unquarantine(quarantine + "/base", *layer_kind, "base2").ok());
+  EXPECT_EQ(ViewTree({"base2"}), (std::map<std::string, std::string>{{"hello", "file:world"}}));
+  ASSERT_TRUE(driver_->Unquarantine(quarantine + "/vol", *active_kind, "vol2").ok());
+  auto back = driver_->DirectWriteTarget("vol2");
+  if (back.ok()) EXPECT_EQ(ReadFile(back->directory + "/pod"), "data");
+  EXPECT_THAT(*driver_->Walk(), ::testing::ElementsAre("base2", "vol2"));
+  ASSERT_TRUE(driver_->Quarantine("vol2", quarantine + "/again").ok());
+  ASSERT_TRUE(driver_->PurgeQuarantined(quarantine + "/again").ok());
+  EXPECT_FALSE(fs::exists(quarantine + "/again"));
+  EXPECT_THAT(*driver_->Walk(), ::testing::ElementsAre("base2"));
+}
+
 TEST_P(DriverConformanceTest, CommitKeepOfAMountedActive) {
   MakeLayer("base", {}, [](const std::string& dir) { WriteFile(dir + "/a", "1"); });
   std::string target = PrepareAndMount("vol", {"base"});

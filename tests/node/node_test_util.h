@@ -46,8 +46,13 @@ class StoreFixture : public ::testing::Test {
     auto driver = drivers::NewDriver("vfs", root_);
     ASSERT_TRUE(driver.ok()) << driver.status();
     driver_ = std::move(*driver);
-    layers_ =
-        std::make_unique<LayerStore>(metadata_.get(), driver_.get(), &mounter_, root_ + "/tmp");
+    labels_ = std::make_unique<Labels>(root_ + "/labels");
+    ASSERT_TRUE(labels_->Init().ok());
+    quarantine_ =
+        std::make_unique<Quarantine>(root_ + "/quarantine", driver_.get(), &mounter_, nullptr);
+    layers_ = std::make_unique<LayerStore>(metadata_.get(), driver_.get(), &mounter_,
+                                           root_ + "/tmp", images::ImportLimits{},
+                                           StoreFiles{labels_.get(), quarantine_.get()});
     volumes_ = std::make_unique<VolumeManager>(
         metadata_.get(), layers_.get(), driver_.get(), &mounter_, nullptr,
         VolumeManagerOptions{root_, root_ + "/volumes", root_ + "/tmp", flatten_depth_});
@@ -56,6 +61,8 @@ class StoreFixture : public ::testing::Test {
   void TearDown() override {
     volumes_.reset();
     layers_.reset();
+    quarantine_.reset();
+    labels_.reset();
     driver_.reset();
     metadata_.reset();
     (void)RemoveTree(root_);
@@ -75,14 +82,15 @@ class StoreFixture : public ::testing::Test {
     WriteFile(target->directory + "/" + file, chain_id);
     EXPECT_TRUE(driver_->Commit(layer_id, active_id, *chain, drivers::CommitMode::kConsume).ok());
     int depth = parent.empty() ? 1 : (*metadata_->GetLayer(parent))->depth + 1;
-    EXPECT_TRUE(metadata_
-                    ->PutLayer(LayerRecord{chain_id, "sha256:diff-" + chain_id, parent, layer_id, 1,
-                                           0, "ready", depth, ""})
-                    .ok());
+    LayerRecord layer{chain_id, "sha256:diff-" + chain_id, parent, layer_id, 1, 0, "ready", depth,
+                      ""};
+    EXPECT_TRUE(labels_->PutLayer(layer).ok());  // as an import labels it
+    EXPECT_TRUE(metadata_->PutLayer(layer).ok());
     return layer_id;
   }
 
   void AddImage(const std::string& name, const std::string& chain_id) {
+    ASSERT_TRUE(labels_->PutImage(ImageRecord{name, chain_id, "{}", 0}).ok());
     ASSERT_TRUE(metadata_->PutImage(ImageRecord{name, chain_id, "{}", 0}).ok());
   }
 
@@ -92,6 +100,8 @@ class StoreFixture : public ::testing::Test {
   std::unique_ptr<Metadata> metadata_;
   std::unique_ptr<drivers::Driver> driver_;
   sys::FakeMounter mounter_;
+  std::unique_ptr<Labels> labels_;
+  std::unique_ptr<Quarantine> quarantine_;
   std::unique_ptr<LayerStore> layers_;
   std::unique_ptr<VolumeManager> volumes_;
 };

@@ -170,6 +170,11 @@ TEST_F(VolumeManagerTest, RecoveryResolvesInterruptedSteps) {
   EXPECT_EQ(volumes_->Get(unstaged.id)->state, kVolumeReady);
   EXPECT_TRUE(volumes_->Get(unstaged.id)->pending.empty());
   EXPECT_FALSE(metadata_->GetVolume(creating.id)->has_value());
+  // The unknown content is quarantined, not deleted.
+  auto quarantined = quarantine_->List();
+  ASSERT_TRUE(quarantined.ok());
+  ASSERT_EQ(quarantined->size(), 1u);
+  EXPECT_EQ((*quarantined)[0].driver_id, "zz9");
   auto stored = driver_->Walk();
   ASSERT_TRUE(stored.ok());
   for (const std::string& id : *stored) {
