@@ -101,9 +101,12 @@ TEST_F(RecoveryE2eTest, CallsDuringRecoveryAreUnavailableAndNoVolumeIsLost) {
   ::csi::v1::ListVolumesResponse listed;
   ASSERT_TRUE(ListVolumes(*plugin_, &listed).ok());
   EXPECT_EQ(listed.entries_size(), kVolumes + 1);
-  EXPECT_EQ(Slurp(dir_ + "/plugin.log").find("removing driver content no metadata refers to"),
-            std::string::npos)
-      << "recovery removed content after a call was served";
+  // Recovery found nothing it could not account for: it neither removed nor quarantined.
+  const std::string log = Slurp(dir_ + "/plugin.log");
+  EXPECT_EQ(log.find("no metadata refers to"), std::string::npos)
+      << "recovery took a served call's content for a leftover";
+  EXPECT_EQ(log.find("cannot account for"), std::string::npos)
+      << "recovery quarantined a served call's content";
   ASSERT_TRUE(UnstageVolume(*plugin_, early_id, staging).ok());
 }
 
