@@ -96,6 +96,18 @@ class BlockingDriver : public drivers::Driver {
   }
   absl::StatusOr<std::vector<std::string>> Walk() override { return inner_->Walk(); }
   absl::StatusOr<int64_t> FreeBytes() override { return inner_->FreeBytes(); }
+  absl::StatusOr<bool> Exists(const std::string& id) override { return inner_->Exists(id); }
+  absl::StatusOr<drivers::ContentKind> Quarantine(const std::string& id,
+                                                  const std::string& dest) override {
+    return inner_->Quarantine(id, dest);
+  }
+  absl::Status Unquarantine(const std::string& dest, drivers::ContentKind kind,
+                            const std::string& id) override {
+    return inner_->Unquarantine(dest, kind, id);
+  }
+  absl::Status PurgeQuarantined(const std::string& dest) override {
+    return inner_->PurgeQuarantined(dest);
+  }
 
  private:
   std::unique_ptr<drivers::Driver> inner_;
