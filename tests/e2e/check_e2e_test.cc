@@ -21,6 +21,8 @@
 
 #include "gtest/gtest.h"
 #include "node/paths.h"
+#include "tests/e2e/csi_calls.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/e2e/plugin_process.h"
 
 #ifndef STRATA_CSI_BINARY
@@ -35,46 +37,6 @@ namespace {
 
 namespace pb = strata::admin::v1;
 using ::csi::v1::VolumeCapability;
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void Spit(const std::string& path, const std::string& content) {
-  std::ofstream out(path);
-  out << content;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
-
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    closedir(d);
-  }
-  return names;
-}
-
-std::vector<std::string> MountsUnder(const std::string& prefix) {
-  std::vector<std::string> found;
-  std::istringstream table(Slurp("/proc/self/mountinfo"));
-  std::string line;
-  while (std::getline(table, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, device, root, target;
-    fields >> id >> parent >> device >> root >> target;
-    if (target.rfind(prefix, 0) == 0) found.push_back(target);
-  }
-  return found;
-}
 
 // Runs `command` with sh -c; its exit code, output (stdout and stderr) in `output`.
 int RunShell(const std::string& command, std::string* output = nullptr) {
@@ -103,13 +65,6 @@ int64_t WriteData(const std::string& path, int64_t bytes, char fill) {
   (void)fsync(fd);
   close(fd);
   return written;
-}
-
-VolumeCapability MountCapability() {
-  VolumeCapability capability;
-  capability.mutable_mount();
-  capability.mutable_access_mode()->set_mode(VolumeCapability::AccessMode::SINGLE_NODE_WRITER);
-  return capability;
 }
 
 // The sample image (tools/make-sample-image.sh) as an OCI layout, made once per process.
@@ -162,9 +117,11 @@ class LoopExt4 {
     }
     return "";
   }
+  // What the plugin mounted inside the loop filesystem (not the loop filesystem itself).
   void UnmountTree() {
-    std::vector<std::string> mounts = MountsUnder(mount_point_ + "/");
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+    std::vector<std::string> mounts = MountsUnder(mount_point_);
+    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it)
+      if (*it != mount_point_) umount2(it->c_str(), MNT_DETACH);
   }
   const std::string& mount_point() const { return mount_point_; }
   int64_t FreeBytes() const {
@@ -197,10 +154,7 @@ class CheckE2eTest : public ::testing::Test {
       std::cerr << "kept " << dir_ << " for inspection (plugin.log)\n";
   }
 
-  static void UnmountUnder(const std::string& dir) {
-    std::vector<std::string> mounts = MountsUnder(dir + "/");
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
-  }
+  static void UnmountUnder(const std::string& dir) { UnmountAllUnder(dir); }
 
   // A plugin on this test's socket; the store is `root`, or dir_/root.
   void StartPlugin(const std::string& root = "") {

@@ -30,6 +30,7 @@
 #include "node/paths.h"
 #include "sys/devmapper.h"
 #include "tests/drivers/loop_btrfs.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/e2e/plugin_process.h"
 
 #ifndef STRATA_CSI_BINARY
@@ -40,35 +41,6 @@ namespace strata::e2e {
 namespace {
 
 using ::csi::v1::VolumeCapability;
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void Spit(const std::string& path, const std::string& content) {
-  std::ofstream out(path);
-  out << content;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
-
-// Mount points below `prefix`, from the kernel's table.
-std::vector<std::string> MountsUnder(const std::string& prefix) {
-  std::vector<std::string> found;
-  std::istringstream table(Slurp("/proc/self/mountinfo"));
-  std::string line;
-  while (std::getline(table, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, device, root, target;
-    fields >> id >> parent >> device >> root >> target;
-    if (target.rfind(prefix, 0) == 0) found.push_back(target);
-  }
-  return found;
-}
 
 // A digest of everything in a tree (names, types, modes, owners, sizes, contents, link targets),
 // to prove that layers are never written to.
@@ -172,11 +144,8 @@ class E2eTest : public ::testing::TestWithParam<std::string> {
   void TearDown() override {
     if (dir_.empty()) return;
     if (plugin_) plugin_->Kill();
-    for (const std::string& dir : {dir_, store_dir_}) {
-      if (dir.empty()) continue;
-      std::vector<std::string> mounts = MountsUnder(dir);
-      for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
-    }
+    for (const std::string& dir : {dir_, store_dir_})
+      if (!dir.empty()) UnmountAllUnder(dir);
     if (!pool_.empty()) {
       // Removes the pool's thin devices (every "<pool>-*"), the pool and its loop files.
       std::shared_ptr<sys::DeviceMapper> dm = sys::NewLibdmDeviceMapper();

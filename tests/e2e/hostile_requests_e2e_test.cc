@@ -21,6 +21,7 @@
 #include "node/images/digest.h"
 #include "node/paths.h"
 #include "tests/e2e/csi_calls.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/e2e/plugin_process.h"
 
 #ifndef STRATA_CSI_BINARY
@@ -29,35 +30,6 @@
 
 namespace strata::e2e {
 namespace {
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void Spit(const std::string& path, const std::string& content) {
-  std::ofstream out(path);
-  out << content;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
-
-// Mount points at or below `prefix`, from the kernel's table.
-std::vector<std::string> MountsUnder(const std::string& prefix) {
-  std::vector<std::string> found;
-  std::istringstream table(Slurp("/proc/self/mountinfo"));
-  std::string line;
-  while (std::getline(table, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, device, root, target;
-    fields >> id >> parent >> device >> root >> target;
-    if (target == prefix || target.rfind(prefix + "/", 0) == 0) found.push_back(target);
-  }
-  return found;
-}
 
 // The per-mount options (mountinfo's sixth field, e.g. "rw,nosuid,nodev") of `target`.
 std::string MountOptionsOf(const std::string& target) {
@@ -70,20 +42,6 @@ std::string MountOptionsOf(const std::string& target) {
     if (point == target) options = opts;  // the last one is on top
   }
   return options;
-}
-
-// Names in a folder (without . and ..), sorted, or empty when it does not exist.
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 // Clients get the real code only if the message fits gRPC's default metadata limit; Strata
@@ -106,8 +64,7 @@ class HostileRequestsTest : public ::testing::Test {
   void TearDown() override {
     if (dir_.empty()) return;
     if (plugin_) plugin_->Kill();
-    std::vector<std::string> mounts = MountsUnder(dir_);
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+    UnmountAllUnder(dir_);
     if (!HasFailure())
       (void)node::RemoveTree(dir_);
     else

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "node/paths.h"
 #include "tests/e2e/csi_calls.h"
+#include "tests/e2e/e2e_util.h"
 #include "tests/e2e/plugin_process.h"
 
 #ifndef STRATA_CSI_BINARY
@@ -25,11 +26,6 @@
 
 namespace strata::e2e {
 namespace {
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 class RecoveryE2eTest : public ::testing::Test {
  protected:
@@ -45,15 +41,7 @@ class RecoveryE2eTest : public ::testing::Test {
   void TearDown() override {
     if (dir_.empty()) return;
     if (plugin_) plugin_->Kill();
-    std::istringstream table(Slurp("/proc/self/mountinfo"));
-    std::vector<std::string> mounts;
-    for (std::string line; std::getline(table, line);) {
-      std::istringstream fields(line);
-      std::string id, parent, device, root, target;
-      fields >> id >> parent >> device >> root >> target;
-      if (target.rfind(dir_ + "/", 0) == 0) mounts.push_back(target);
-    }
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+    UnmountAllUnder(dir_);
     if (!HasFailure())
       (void)node::RemoveTree(dir_);
     else
