@@ -140,6 +140,18 @@ class Statement {
   int bound_ = 0;
 };
 
+// Every row `list` yields, each made by `read` (a ReadVolume, ReadLayer, ...).
+template <typename Read>
+auto ReadAll(Statement& list, Read read) -> absl::StatusOr<std::vector<decltype(read(list))>> {
+  std::vector<decltype(read(list))> rows;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, list.Step());
+    if (!row) break;
+    rows.push_back(read(list));
+  }
+  return rows;
+}
+
 constexpr char kLayerColumns[] =
     "chain_id, diff_id, parent_chain_id, driver_id, size_bytes, created_unix, state, depth, "
     "comment";
@@ -437,13 +449,7 @@ absl::StatusOr<std::vector<LayerRecord>> Metadata::ListLayers() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   Statement list(
       db_, absl::StrCat("SELECT ", kLayerColumns, " FROM layers ORDER BY depth, chain_id").c_str());
-  std::vector<LayerRecord> layers;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, list.Step());
-    if (!row) break;
-    layers.push_back(ReadLayer(list));
-  }
-  return layers;
+  return ReadAll(list, ReadLayer);
 }
 
 absl::Status Metadata::DeleteLayer(const std::string& chain_id) {
@@ -514,13 +520,9 @@ absl::StatusOr<std::optional<ImageRecord>> Metadata::GetImage(const std::string&
 absl::StatusOr<std::vector<ImageRecord>> Metadata::ListImages() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   Statement list(db_, "SELECT name, chain_id, config_json, created_unix FROM images ORDER BY name");
-  std::vector<ImageRecord> images;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, list.Step());
-    if (!row) break;
-    images.push_back(ImageRecord{list.Text(0), list.Text(1), list.Text(2), list.Int(3)});
-  }
-  return images;
+  return ReadAll(list, [](Statement& row) {
+    return ImageRecord{row.Text(0), row.Text(1), row.Text(2), row.Int(3)};
+  });
 }
 
 absl::Status Metadata::DeleteImage(const std::string& name) {
@@ -565,13 +567,7 @@ absl::StatusOr<std::optional<VolumeRecord>> Metadata::GetVolumeByName(const std:
 absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumes() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   Statement list(db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes ORDER BY id").c_str());
-  std::vector<VolumeRecord> volumes;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, list.Step());
-    if (!row) break;
-    volumes.push_back(ReadVolume(list));
-  }
-  return volumes;
+  return ReadAll(list, ReadVolume);
 }
 
 absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumesFrom(
@@ -585,13 +581,7 @@ absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumesFrom(
   list.Bind(from_id);
   for (const std::string& state : states) list.Bind(state);
   list.Bind(limit);
-  std::vector<VolumeRecord> volumes;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, list.Step());
-    if (!row) break;
-    volumes.push_back(ReadVolume(list));
-  }
-  return volumes;
+  return ReadAll(list, ReadVolume);
 }
 
 absl::Status Metadata::DeleteVolume(const std::string& id) {
@@ -640,13 +630,7 @@ absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshots() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   Statement list(db_,
                  absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots ORDER BY id").c_str());
-  std::vector<SnapshotRecord> snapshots;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, list.Step());
-    if (!row) break;
-    snapshots.push_back(ReadSnapshot(list));
-  }
-  return snapshots;
+  return ReadAll(list, ReadSnapshot);
 }
 
 absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshotsFrom(
@@ -658,13 +642,7 @@ absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshotsFrom(
                                    "source_volume_id = ?) ORDER BY id LIMIT ?")
                           .c_str());
   list.Bind(from_id).Bind(state).Bind(source_volume_id).Bind(source_volume_id).Bind(limit);
-  std::vector<SnapshotRecord> snapshots;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, list.Step());
-    if (!row) break;
-    snapshots.push_back(ReadSnapshot(list));
-  }
-  return snapshots;
+  return ReadAll(list, ReadSnapshot);
 }
 
 absl::Status Metadata::DeleteSnapshot(const std::string& id) {
@@ -691,14 +669,9 @@ absl::StatusOr<std::vector<PublicationRecord>> Metadata::ListPublications(
                  "SELECT volume_id, target_path, read_only, state FROM publications"
                  " WHERE volume_id=? ORDER BY target_path");
   list.Bind(volume_id);
-  std::vector<PublicationRecord> publications;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, list.Step());
-    if (!row) break;
-    publications.push_back(
-        PublicationRecord{list.Text(0), list.Text(1), list.Int(2) != 0, list.Text(3)});
-  }
-  return publications;
+  return ReadAll(list, [](Statement& row) {
+    return PublicationRecord{row.Text(0), row.Text(1), row.Int(2) != 0, row.Text(3)};
+  });
 }
 
 absl::Status Metadata::DeletePublication(const std::string& volume_id,
