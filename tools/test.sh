@@ -11,7 +11,16 @@ build=${STRATA_BUILD_DIR:-$here/build}
 "$here/tools/install-deps.sh"
 "$here/tools/build.sh" "$build"
 cd "$build"
-ctest --output-on-failure -j2 --timeout 900 "$@"
+# On failure, end with the failing assertions themselves: CI shows only the head and tail of a
+# long log, and a failing test's own output sits in the middle.
+if ! ctest --output-on-failure -j2 --timeout 900 "$@"; then
+  log=Testing/Temporary/LastTest.log
+  echo "=== failed (from $log) ==="
+  grep -a -E '^\S*\[  FAILED  \]' "$log" | sort -u | head -n 6 || true
+  grep -a -E -A3 ': Failure$|did not report an exit code|SUMMARY: .*Sanitizer' "$log" |
+    head -n 14 || true
+  exit 1
+fi
 if [ $# -eq 0 ]; then
   "$here/tools/sanitize-and-fuzz.sh"
 fi

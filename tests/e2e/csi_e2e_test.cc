@@ -565,7 +565,7 @@ TEST_P(E2eTest, SigtermStopsCleanlyAndARestartSeesEverything) {
 
 TEST_P(E2eTest, ASecondPluginOnTheSameSocketRefusesToStart) {
   std::unique_ptr<PluginProcess> second = NewPlugin();
-  EXPECT_EQ(second->RunExpectingExit(10000), 1);
+  EXPECT_EQ(second->RunExpectingExit(60000), 1);
   EXPECT_NE(Slurp(dir_ + "/plugin-second.log").find("another"), std::string::npos)
       << Slurp(dir_ + "/plugin-second.log");
   // The first one is undisturbed.
@@ -599,7 +599,7 @@ TEST_P(E2eTest, KillNineAtEveryStepThenRetrySucceeds) {
       grpc::Status status = call();
       if (status.ok()) return;
       ASSERT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
-      ASSERT_TRUE(plugin_->WaitForDeath(5000));
+      ASSERT_TRUE(plugin_->WaitForDeath(60000));
       ASSERT_FALSE(crashed) << "crashed twice";
       crashed = true;
       StartPlugin();
@@ -677,7 +677,7 @@ TEST_P(E2eTest, KillDuringDeleteLeaksNoCommitLayers) {
     StartPlugin({{"STRATA_CRASH_POINT", point}});
     grpc::Status status = Delete(volume_id);
     ASSERT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
-    ASSERT_TRUE(plugin_->WaitForDeath(5000));
+    ASSERT_TRUE(plugin_->WaitForDeath(60000));
     StartPlugin();
     status = Delete(volume_id);
     ASSERT_TRUE(status.ok()) << status.error_message();
@@ -735,11 +735,13 @@ class LostDatabaseE2eTest : public E2eTest {
     const std::string db = plugin_->root() + "/strata.db";
     (void)unlink((db + "-wal").c_str());
     (void)unlink((db + "-shm").c_str());
-    if (remove_db_file) ASSERT_EQ(unlink(db.c_str()), 0);
+    if (remove_db_file) {
+      ASSERT_EQ(unlink(db.c_str()), 0);
+    }
     EXPECT_EQ(TreeDigest(target), pod_digest) << "the pod's files outlive the plugin";
 
     std::unique_ptr<PluginProcess> refused = NewPlugin();
-    EXPECT_EQ(refused->RunExpectingExit(30000), 1);
+    EXPECT_EQ(refused->RunExpectingExit(90000), 1);
     const std::string log = Slurp(dir_ + "/plugin-second.log");
     EXPECT_NE(log.find("--recover-unknown=readopt"), std::string::npos) << log;
     EXPECT_NE(log.find("backup"), std::string::npos) << log;
@@ -964,12 +966,14 @@ TEST_P(E2eTest, KillNineDuringACommitThenRetry) {
       const std::string staging = pods_ + "/" + name;
       ASSERT_TRUE(Stage(id, staging).ok());
       Spit(staging + "/precious", name);
-      if (!mounted) ASSERT_TRUE(Unstage(id, staging).ok());
+      if (!mounted) {
+        ASSERT_TRUE(Unstage(id, staging).ok());
+      }
       int layers_before = LayerEntries();
       ::csi::v1::CreateSnapshotResponse snapshot;
       grpc::Status status = Snapshot(id, "snap-" + name, &snapshot);
       ASSERT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << "the crash point fired";
-      ASSERT_TRUE(plugin_->WaitForDeath(5000));
+      ASSERT_TRUE(plugin_->WaitForDeath(60000));
       StartPlugin();
       status = Snapshot(id, "snap-" + name, &snapshot);
       ASSERT_TRUE(status.ok()) << status.error_message();

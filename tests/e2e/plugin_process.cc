@@ -24,6 +24,9 @@ bool Listening(const std::string& path) {
   return ok;
 }
 
+// How long a start may take before a test calls it failed: an upper bound, not an expectation.
+constexpr std::chrono::seconds kStartBound(90);
+
 }  // namespace
 
 std::unique_ptr<grpc::ClientContext> CallContext(int seconds) {
@@ -64,7 +67,8 @@ int PluginProcess::RunExpectingExit(int timeout_ms) {
     args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     Exec(binary_, std::move(args));
   }
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (waitpid(child, &status, WNOHANG) == child)
       return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -95,7 +99,10 @@ bool PluginProcess::Start(const std::map<std::string, std::string>& env, std::st
   }
   // Connect only once the socket exists: a first attempt that fails puts the channel into
   // seconds of reconnect backoff.
-  for (int attempt = 0; attempt < 500 && !Listening(csi_socket()); ++attempt)
+  // The bound is generous: under QEMU's TCG (the dm-vm guest) on a slow CI machine a devmapper
+  // plugin's start-up takes many times what it takes here; success returns as soon as it listens.
+  const auto socket_deadline = std::chrono::steady_clock::now() + kStartBound;
+  while (!Listening(csi_socket()) && std::chrono::steady_clock::now() < socket_deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   // The plugin restarts often in these tests; reconnect quickly instead of gRPC's 1 s+ backoff.
   grpc::ChannelArguments arguments;
@@ -116,7 +123,8 @@ bool PluginProcess::Start(const std::map<std::string, std::string>& env, std::st
 
 bool PluginProcess::WaitReady(std::string* error) {
   std::string log = dir_ + "/plugin.log";
-  for (int attempt = 0; attempt < 200; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + kStartBound;
+  while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
@@ -128,7 +136,9 @@ bool PluginProcess::WaitReady(std::string* error) {
     if (identity_->Probe(context.get(), {}, &probe).ok() && probe.ready().value()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  if (error) *error = "strata-csi did not become ready in 10 s; see " + log;
+  if (error)
+    *error = "strata-csi did not become ready in " + std::to_string(kStartBound.count()) +
+             " s; see " + log;
   return false;
 }
 
@@ -150,7 +160,8 @@ int PluginProcess::Stop() {
 
 bool PluginProcess::WaitForDeath(int timeout_ms) {
   if (pid_ <= 0) return true;
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
     if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
       pid_ = -1;
       return true;

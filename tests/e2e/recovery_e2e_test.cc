@@ -155,7 +155,7 @@ TEST_F(RecoveryE2eTest, AReadOnlyRootNamesTheRealReason) {
   ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
   ASSERT_EQ(mount("tmpfs", root.c_str(), "tmpfs", MS_RDONLY, "size=1m"), 0) << strerror(errno);
   PluginProcess readonly(STRATA_CSI_BINARY, other, "overlay", root);
-  const int code = readonly.RunExpectingExit(20000);
+  const int code = readonly.RunExpectingExit(90000);
   umount2(root.c_str(), MNT_DETACH);
   EXPECT_NE(code, 0);
   EXPECT_NE(code, -1) << "it did not give up";
