@@ -54,6 +54,23 @@ grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*,
   });
 }
 
+// SINGLE_NODE_SINGLE_WRITER (Kubernetes' ReadWriteOncePod): the spec's second-publish table
+// answers FAILED_PRECONDITION for any other target path, read-only or not. Publications do not
+// record their access mode, so the new request's mode decides; the same target path stays
+// idempotent (Publish compares the rest). Called under the volume's lock.
+absl::Status NodeService::RequireNoOtherPublication(const std::string& volume_id,
+                                                    const std::string& target_path) {
+  ASSIGN_OR_RETURN(std::vector<node::PublicationRecord> publications,
+                   context_->volumes->Publications(volume_id));
+  for (const node::PublicationRecord& publication : publications) {
+    if (CleanPath(publication.target_path) == CleanPath(target_path)) continue;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", volume_id, " is SINGLE_NODE_SINGLE_WRITER and already published at ",
+        Echo(publication.target_path), "; unpublish it there first"));
+  }
+  return absl::OkStatus();
+}
+
 grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
                                             const ::csi::v1::NodePublishVolumeRequest* request,
                                             ::csi::v1::NodePublishVolumeResponse*) {
@@ -99,6 +116,10 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
     if (request->staging_target_path().empty()) {
       return absl::FailedPreconditionError(
           "staging_target_path is required: Strata stages volumes (STAGE_UNSTAGE_VOLUME)");
+    }
+    if (request->volume_capability().access_mode().mode() ==
+        ::csi::v1::VolumeCapability::AccessMode::SINGLE_NODE_SINGLE_WRITER) {
+      RETURN_IF_ERROR(RequireNoOtherPublication(request->volume_id(), request->target_path()));
     }
     return context_->volumes->Publish(request->volume_id(), request->staging_target_path(),
                                       request->target_path(), read_only, flags);

@@ -2,6 +2,9 @@
 // CSI Node service: stage (mount the layered filesystem), publish (bind it into a pod), their
 // reverses, stats, and ephemeral inline volumes.
 
+#include <string>
+
+#include "absl/status/status.h"
 #include "csi.grpc.pb.h"
 #include "csi/plugin_context.h"
 
@@ -33,6 +36,10 @@ class NodeService final : public ::csi::v1::Node::Service {
                            ::csi::v1::NodeGetInfoResponse* response) override;
 
  private:
+  // FAILED_PRECONDITION when the volume is published at a path other than `target_path`.
+  absl::Status RequireNoOtherPublication(const std::string& volume_id,
+                                         const std::string& target_path);
+
   PluginContext* context_;
 };
 
