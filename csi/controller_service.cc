@@ -251,6 +251,12 @@ void ControllerService::FillSnapshot(const node::SnapshotRecord& record,
   snapshot->set_size_bytes(record.size_bytes);
   snapshot->mutable_creation_time()->set_seconds(record.created_unix);
   snapshot->set_ready_to_use(record.state == "ready");
+  // A group member is named "<group id>/<source volume id>" (node/volume_groups.cc).
+  const std::string member_suffix = "/" + record.source_volume_id;
+  if (absl::StartsWith(record.name, "group-") && absl::EndsWith(record.name, member_suffix)) {
+    snapshot->set_group_snapshot_id(
+        record.name.substr(0, record.name.size() - member_suffix.size()));
+  }
 }
 
 grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,

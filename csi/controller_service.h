@@ -34,11 +34,13 @@ class ControllerService final : public ::csi::v1::Controller::Service {
       grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest* request,
       ::csi::v1::ControllerGetCapabilitiesResponse* response) override;
 
+ // The CSI form of a snapshot record (the GroupController fills its members with it too).
+  static void FillSnapshot(const node::SnapshotRecord& record, ::csi::v1::Snapshot* snapshot);
+
  private:
   // True when `topology` names this node (or says nothing about nodes).
   bool IsThisNode(const ::csi::v1::Topology& topology) const;
   void FillVolume(const node::VolumeRecord& record, ::csi::v1::Volume* volume) const;
-  static void FillSnapshot(const node::SnapshotRecord& record, ::csi::v1::Snapshot* snapshot);
 
   PluginContext* context_;
 };

@@ -21,6 +21,7 @@ grpc::Status IdentityService::GetPluginCapabilities(
     ::csi::v1::GetPluginCapabilitiesResponse* response) {
   return context_->CallIdentity("GetPluginCapabilities", [&] {
     for (auto type : {PluginCapability::Service::CONTROLLER_SERVICE,
+                      PluginCapability::Service::GROUP_CONTROLLER_SERVICE,
                       PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS}) {
       response->add_capabilities()->mutable_service()->set_type(type);
     }

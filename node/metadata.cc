@@ -18,7 +18,7 @@
 namespace strata::node {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;  // 3: group snapshots
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -66,6 +66,17 @@ CREATE TABLE IF NOT EXISTS publications (
   read_only INTEGER NOT NULL,
   state TEXT NOT NULL,
   PRIMARY KEY (volume_id, target_path));
+CREATE TABLE IF NOT EXISTS group_snapshots (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_unix INTEGER NOT NULL,
+  state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_members (
+  group_id TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  volume_id TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,
+  PRIMARY KEY (group_id, position));
 )sql";
 
 // SQLite's result codes mapped to what a caller can act on: a full disk is a normal state
@@ -680,6 +691,67 @@ absl::Status Metadata::DeletePublication(const std::string& volume_id,
   Statement del(db_, "DELETE FROM publications WHERE volume_id=? AND target_path=?");
   del.Bind(volume_id).Bind(target_path);
   return del.Run();
+}
+
+absl::Status Metadata::PutGroupSnapshot(const GroupSnapshotRecord& group) {
+  return InTransaction([&]() -> absl::Status {
+    Statement put(db_,
+                  "INSERT OR REPLACE INTO group_snapshots(id, name, created_unix, state)"
+                  " VALUES(?,?,?,?)");
+    put.Bind(group.id).Bind(group.name).Bind(group.created_unix).Bind(group.state);
+    RETURN_IF_ERROR(put.Run());
+    Statement clear(db_, "DELETE FROM group_members WHERE group_id=?");
+    clear.Bind(group.id);
+    RETURN_IF_ERROR(clear.Run());
+    for (size_t i = 0; i < group.members.size(); ++i) {
+      Statement member(db_,
+                       "INSERT INTO group_members(group_id, position, volume_id, snapshot_id)"
+                       " VALUES(?,?,?,?)");
+      member.Bind(group.id).Bind(static_cast<int64_t>(i));
+      member.Bind(group.members[i].first).Bind(group.members[i].second);
+      RETURN_IF_ERROR(member.Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<GroupSnapshotRecord>> Metadata::GetGroupSnapshot(
+    const std::string& id) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_, "SELECT id, name, created_unix, state FROM group_snapshots WHERE id=?");
+  get.Bind(id);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<GroupSnapshotRecord>();
+  GroupSnapshotRecord group{get.Text(0), get.Text(1), get.Int(2), get.Text(3), {}};
+  Statement members(db_,
+                    "SELECT volume_id, snapshot_id FROM group_members WHERE group_id=?"
+                    " ORDER BY position");
+  members.Bind(id);
+  ASSIGN_OR_RETURN(group.members, ReadAll(members, [](Statement& member) {
+                     return std::make_pair(member.Text(0), member.Text(1));
+                   }));
+  return std::optional<GroupSnapshotRecord>(std::move(group));
+}
+
+absl::StatusOr<std::optional<GroupSnapshotRecord>> Metadata::GetGroupSnapshotByName(
+    const std::string& name) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement get(db_, "SELECT id FROM group_snapshots WHERE name=?");
+  get.Bind(name);
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  if (!row) return std::optional<GroupSnapshotRecord>();
+  return GetGroupSnapshot(get.Text(0));
+}
+
+absl::Status Metadata::DeleteGroupSnapshot(const std::string& id) {
+  return InTransaction([&]() -> absl::Status {
+    Statement members(db_, "DELETE FROM group_members WHERE group_id=?");
+    members.Bind(id);
+    RETURN_IF_ERROR(members.Run());
+    Statement group(db_, "DELETE FROM group_snapshots WHERE id=?");
+    group.Bind(id);
+    return group.Run();
+  });
 }
 
 }  // namespace strata::node

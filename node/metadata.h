@@ -83,6 +83,16 @@ struct PublicationRecord {
   std::string state;  // "publishing" (intent) or "published"
 };
 
+// A CSI volume group snapshot: several volumes' snapshots cut together under one name.
+struct GroupSnapshotRecord {
+  std::string id;
+  std::string name;
+  int64_t created_unix = 0;
+  std::string state;  // "creating" (members being cut) or "ready"
+  // (source volume id, member snapshot id), in the order the volumes were given.
+  std::vector<std::pair<std::string, std::string>> members;
+};
+
 // The directory holding `path` as statvfs needs it: "/" for "/strata.db", "." for a bare name.
 std::string DirectoryOf(const std::string& path);
 
@@ -169,6 +179,13 @@ class Metadata {
                                                                 const std::string& source_volume_id,
                                                                 int64_t limit);
   absl::Status DeleteSnapshot(const std::string& id);
+
+  // A group and its member rows, replaced together.
+  absl::Status PutGroupSnapshot(const GroupSnapshotRecord& group);
+  absl::StatusOr<std::optional<GroupSnapshotRecord>> GetGroupSnapshot(const std::string& id);
+  absl::StatusOr<std::optional<GroupSnapshotRecord>> GetGroupSnapshotByName(
+      const std::string& name);
+  absl::Status DeleteGroupSnapshot(const std::string& id);  // the record, not the snapshots
 
   absl::Status PutPublication(const PublicationRecord& publication);
   absl::StatusOr<std::vector<PublicationRecord>> ListPublications(const std::string& volume_id);

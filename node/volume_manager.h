@@ -111,6 +111,12 @@ struct CommitResult {
   bool flattened = false;
 };
 
+// A group snapshot with its members' snapshot records (a member deleted on its own is absent).
+struct GroupSnapshot {
+  GroupSnapshotRecord record;
+  std::vector<SnapshotRecord> snapshots;
+};
+
 class VolumeManager {
  public:
   VolumeManager(Metadata* metadata, LayerStore* layers, drivers::Driver* driver,
@@ -186,6 +192,17 @@ class VolumeManager {
   // Point in time: for overlay and vfs, the copy starts after syncfs of the volume's
   // filesystem; a writer racing the commit may or may not see its in-flight writes included
   // (file by file). btrfs and devmapper snapshot atomically. docs/snapshots.md says more.
+
+  // CSI group snapshots (node/volume_groups.cc). Create cuts one snapshot of each volume under
+  // one group record, idempotent by name; the caller holds every volume's lock. Delete removes
+  // the members and then the record; Get and Delete check `snapshot_ids` against the members
+  // when it is given (INVALID_ARGUMENT on a mismatch).
+  absl::StatusOr<GroupSnapshot> CreateGroupSnapshot(const std::string& name,
+                                                    const std::vector<std::string>& volume_ids);
+  absl::Status DeleteGroupSnapshot(const std::string& group_id,
+                                   const std::vector<std::string>& snapshot_ids);
+  absl::StatusOr<GroupSnapshot> GetGroupSnapshot(const std::string& group_id,
+                                                 const std::vector<std::string>& snapshot_ids);
 
   // Commits `volume_id`; `comment` is stored with the layer (history). With `tag`, the image
   // record (its chain_id is filled in) is written in the commit's own final transaction, so the

@@ -25,6 +25,7 @@
 #include "common/status_macros.h"
 #include "csi/admin_service.h"
 #include "csi/controller_service.h"
+#include "csi/group_controller_service.h"
 #include "csi/identity_service.h"
 #include "csi/node_service.h"
 #include "csi/plugin_context.h"
@@ -256,16 +257,17 @@ absl::Status Run() {
   csi::IdentityService identity(&context);
   csi::ControllerService controller(&context);
   csi::NodeService node_service(&context);
+  csi::GroupControllerService group_controller(&context);
   // Views a killed `stratactl save` or `diff` left mounted would pin layers: clear them first.
   node::Exporter exporter(metadata.get(), &layers, driver.get(), mounter.get(), root + "/export");
   RETURN_IF_ERROR(exporter.Recover());
   csi::AdminService admin(&layers, &volumes, metadata.get(), &locks, &exporter, &context.gate);
   // Serve before recovering so that Probe can say "not ready" rather than nothing at all; every
   // call but Identity's answers UNAVAILABLE until recovery is done (csi/call_gate.h).
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<csi::Server> server,
-      csi::Server::Start(absl::GetFlag(FLAGS_endpoint), {&identity, &controller, &node_service},
-                         admin_endpoint, {&admin}));
+  ASSIGN_OR_RETURN(std::unique_ptr<csi::Server> server,
+                   csi::Server::Start(absl::GetFlag(FLAGS_endpoint),
+                                      {&identity, &controller, &node_service, &group_controller},
+                                      admin_endpoint, {&admin}));
   absl::Status recovered = volumes.Recover(unknown_policy);
   if (!recovered.ok()) {
     server->Shutdown(std::chrono::milliseconds(0));

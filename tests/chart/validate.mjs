@@ -138,6 +138,24 @@ const handChecks = {
     check(nonEmptyString(s.source.persistentVolumeClaimName) !== nonEmptyString(s.source.volumeSnapshotContentName),
           where, "spec.source needs exactly one of persistentVolumeClaimName / volumeSnapshotContentName");
   },
+  // external-snapshotter v8's group snapshot API (CRDs kubernetes-models does not have).
+  "groupsnapshot.storage.k8s.io/v1beta1/VolumeGroupSnapshotClass"(doc, where) {
+    handChecks["snapshot.storage.k8s.io/v1/VolumeSnapshotClass"](doc, where);
+  },
+  "groupsnapshot.storage.k8s.io/v1beta1/VolumeGroupSnapshot"(doc, where) {
+    onlyKeys(doc, ["apiVersion", "kind", "metadata", "spec"], where);
+    checkObjectMeta(doc, where, true);
+    const s = doc.spec;
+    if (!check(isObj(s), where, "spec must be an object")) return;
+    onlyKeys(s, ["source", "volumeGroupSnapshotClassName"], where + " spec");
+    if (!check(isObj(s.source), where, "spec.source is required")) return;
+    onlyKeys(s.source, ["selector", "volumeGroupSnapshotContentName"], where + " source");
+    check(isObj(s.source.selector) !== nonEmptyString(s.source.volumeGroupSnapshotContentName),
+          where, "spec.source needs exactly one of selector / volumeGroupSnapshotContentName");
+    if (isObj(s.source.selector))
+      check(isObj(s.source.selector.matchLabels) || Array.isArray(s.source.selector.matchExpressions),
+            where, "spec.source.selector needs matchLabels or matchExpressions");
+  },
 };
 
 // --- Schema validation ---------------------------------------------------------------------------

@@ -116,6 +116,7 @@ bool PluginProcess::Start(const std::map<std::string, std::string>& env, std::st
   identity_ = ::csi::v1::Identity::NewStub(channel);
   controller_ = ::csi::v1::Controller::NewStub(channel);
   node_ = ::csi::v1::Node::NewStub(channel);
+  group_controller_ = ::csi::v1::GroupController::NewStub(channel);
   admin_ = strata::admin::v1::Admin::NewStub(admin_channel);
   if (!wait_ready) return true;
   return WaitReady(error);

@@ -49,6 +49,7 @@ class PluginProcess {
   ::csi::v1::Identity::Stub& identity() { return *identity_; }
   ::csi::v1::Controller::Stub& controller() { return *controller_; }
   ::csi::v1::Node::Stub& node() { return *node_; }
+  ::csi::v1::GroupController::Stub& group_controller() { return *group_controller_; }
   strata::admin::v1::Admin::Stub& admin() { return *admin_; }
 
  private:
@@ -61,6 +62,7 @@ class PluginProcess {
   std::unique_ptr<::csi::v1::Identity::Stub> identity_;
   std::unique_ptr<::csi::v1::Controller::Stub> controller_;
   std::unique_ptr<::csi::v1::Node::Stub> node_;
+  std::unique_ptr<::csi::v1::GroupController::Stub> group_controller_;
   std::unique_ptr<strata::admin::v1::Admin::Stub> admin_;
 };
 

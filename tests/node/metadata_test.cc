@@ -1,5 +1,7 @@
 #include "node/metadata.h"
 
+#include <sqlite3.h>
+
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -136,6 +138,58 @@ TEST_F(MetadataTest, KeysetPagesSeeEveryVisibleRowOnceAndSurviveDeletes) {
   snapshots = metadata_->ListSnapshotsFrom("", "ready", "", 100);
   ASSERT_TRUE(snapshots.ok());
   EXPECT_EQ(snapshots->size(), 9u);
+}
+
+}  // namespace
+}  // namespace strata::node
+
+namespace strata::node {
+namespace {
+
+TEST_F(MetadataTest, GroupSnapshotsKeepTheirMembersInOrderAndDeleteWhole) {
+  GroupSnapshotRecord group{"group-1", "nightly", 42, "creating", {}};
+  ASSERT_TRUE(metadata_->PutGroupSnapshot(group).ok());
+  group.members = {{"vol-b", "snap-2"}, {"vol-a", "snap-1"}};
+  group.state = "ready";
+  ASSERT_TRUE(metadata_->PutGroupSnapshot(group).ok());
+  auto by_name = metadata_->GetGroupSnapshotByName("nightly");
+  ASSERT_TRUE(by_name.ok() && by_name->has_value());
+  EXPECT_EQ((*by_name)->id, "group-1");
+  EXPECT_EQ((*by_name)->state, "ready");
+  EXPECT_EQ((*by_name)->created_unix, 42);
+  EXPECT_EQ((*by_name)->members, group.members) << "members keep the order they were given in";
+  // Replacing the record replaces its member rows rather than adding to them.
+  group.members = {{"vol-c", "snap-3"}};
+  ASSERT_TRUE(metadata_->PutGroupSnapshot(group).ok());
+  EXPECT_EQ((*metadata_->GetGroupSnapshot("group-1"))->members, group.members);
+  ASSERT_TRUE(metadata_->DeleteGroupSnapshot("group-1").ok());
+  EXPECT_FALSE(metadata_->GetGroupSnapshot("group-1")->has_value());
+  EXPECT_FALSE(metadata_->GetGroupSnapshotByName("nightly")->has_value());
+}
+
+TEST_F(MetadataTest, AStoreFromBeforeGroupSnapshotsGainsTheirTablesAndKeepsItsRows) {
+  VolumeRecord volume;
+  volume.id = "vol-old";
+  volume.name = "old";
+  volume.state = "ready";
+  ASSERT_TRUE(metadata_->PutVolume(volume).ok());
+  metadata_.reset();
+  // Make the file look like schema 2 (before group snapshots): no group tables, version 2.
+  const std::string db = dir_ + "/strata.db";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(raw,
+                         "DROP TABLE group_members; DROP TABLE group_snapshots; "
+                         "PRAGMA user_version=2;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(raw);
+  sqlite3_close(raw);
+  auto reopened = Metadata::Open(db);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  metadata_ = std::move(*reopened);
+  EXPECT_TRUE(metadata_->GetVolume("vol-old")->has_value());
+  EXPECT_TRUE(metadata_->PutGroupSnapshot({"group-1", "g", 1, "ready", {{"vol-old", "s"}}}).ok());
 }
 
 }  // namespace

@@ -222,7 +222,7 @@ chmod 755 "$initrd_dir/init"
 echo "dm-vm: booting $kver under TCG ($(du -h "$work/initrd.gz" | cut -f1) initramfs)"
 start=$(date +%s)
 set +e
-timeout 580 qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp 2 -nographic -no-reboot \
+timeout 1150 qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp 2 -nographic -no-reboot \
   -nic none -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
   -virtfs "local,path=$build,mount_tag=host0,security_model=none,readonly=on" \
