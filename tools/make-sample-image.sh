@@ -2,7 +2,9 @@
 # make-sample-image.sh OUT_LAYOUT [TAG]
 # Builds a small three-layer OCI image layout with umoci (Debian's), as a real image build would:
 #   layer 1  a base tree: /etc/motd, /app/config/{a,b}.conf, /data/readme, /bin/hello (a script)
-#   layer 2  deletes /data/readme (a whiteout), replaces /app/config wholesale (an opaque dir)
+#   layer 2  deletes /data/readme (a whiteout) and replaces /app/config's files with c.conf
+#            (umoci writes one whiteout per deleted file, .wh.a.conf and .wh.b.conf: it never
+#            writes an opaque-directory marker, so this image has none)
 #   layer 3  adds /app/version and a symlink /app/current -> version
 # Needs root (umoci unpack keeps owners). Prints the layout's reference on success.
 set -euo pipefail
@@ -31,7 +33,7 @@ rm "$rootfs/data/readme"
 rm -rf "$rootfs/app/config"
 mkdir -p "$rootfs/app/config"
 echo "mode=c" > "$rootfs/app/config/c.conf"
-umoci repack --refresh-bundle --history.created_by "strata sample: whiteout + opaque dir" \
+umoci repack --refresh-bundle --history.created_by "strata sample: whiteouts" \
   --image "$out:$tag" "$work/bundle"
 
 echo "1.0.0" > "$rootfs/app/version"

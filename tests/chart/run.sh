@@ -6,6 +6,9 @@
 #   run.sh render   CACHE NAME [VALUES]      helm template + validate every object + chart facts
 #   run.sh schema   CACHE                    values.schema.json rejects each tests/chart/bad-values
 #   run.sh examples CACHE                    deploy/examples/*.yaml valid and refer to real objects
+#   run.sh immutable CACHE                   an upgrade that changes a StorageClass's immutable
+#                                            fields fails at render time (cluster faked by a
+#                                            stand-in for templates/_lookup.tpl); one that does not, renders
 #   run.sh flags    CACHE STRATA_CSI         every flag the chart passes to the plugin is accepted
 #                                            by the binary (rendered with every values file)
 #
@@ -138,6 +141,51 @@ case "$cmd" in
     # The examples take snapshots: render for a cluster with the VolumeSnapshot API.
     render "$work/default.yaml" "" --api-versions snapshot.storage.k8s.io/v1
     node "$here/validate.mjs" --modules "$modules" --refs "$work/default.yaml" "$repo"/deploy/examples/*.yaml
+    ;;
+
+  immutable)
+    need_tools
+    # A copy of the chart whose lookup answers from a fixture: the cluster already has the
+    # default values' strata-busybox class (the same fields the templates render).
+    cp -r "$chart" "$work/chart"
+    fake() {  # fake IMAGE RECLAIM: the cluster's strata-busybox has these
+      cat >"$work/chart/templates/_lookup.tpl" <<EOT
+{{- define "strata.lookupStorageClass" -}}
+{{- if eq . "strata-busybox" -}}
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: strata-busybox
+provisioner: strata.csi.dev
+reclaimPolicy: $2
+volumeBindingMode: WaitForFirstConsumer
+parameters:
+  image: $1
+{{- else -}}
+{}
+{{- end -}}
+{{- end -}}
+EOT
+    }
+    failed=0
+    fake docker.io/library/busybox:1.36 Delete
+    if ! "$helm" template strata "$work/chart" -f "$base" >"$work/out.yaml" 2>"$work/err.txt"; then
+      echo "FAIL: an upgrade with unchanged StorageClasses was refused:"; cat "$work/err.txt"; failed=1
+    else
+      echo "ok   unchanged StorageClass renders"
+    fi
+    for change in "docker.io/library/busybox:1.35 Delete|parameters" "docker.io/library/busybox:1.36 Retain|reclaimPolicy"; do
+      fake ${change%%|*}
+      if "$helm" template strata "$work/chart" -f "$base" >"$work/out.yaml" 2>"$work/err.txt"; then
+        echo "FAIL: changed ${change##*|} of strata-busybox rendered; the upgrade would fail in the API server"; failed=1
+      elif ! grep -q "StorageClass strata-busybox differs in immutable fields (${change##*|}" "$work/err.txt" ||
+           ! grep -q "kubectl delete storageclass strata-busybox" "$work/err.txt"; then
+        echo "FAIL: changed ${change##*|} refused without the expected message:"; cat "$work/err.txt"; failed=1
+      else
+        echo "ok   changed ${change##*|} refused: $(grep -o 'differs in immutable fields ([^)]*)' "$work/err.txt")"
+      fi
+    done
+    exit "$failed"
     ;;
 
   flags)
