@@ -238,6 +238,22 @@ TEST_F(CliE2eTest, SaveRefusesAnOutputThatLooksLikeAFormat) {
   }
 }
 
+TEST_F(CliE2eTest, ImportOfAFileThatIsNoTarIsInvalidArgument) {
+  StartPlugin();
+  Spit(dir_ + "/notes.txt", "hello, this is not an image\n");
+  Result import =
+      Stratactl({"--admin-endpoint", plugin_->admin_socket(), "import", "notes.txt"}, 0, dir_);
+  EXPECT_EQ(import.exit_code, 1) << import.output;
+  EXPECT_NE(import.output.find("INVALID_ARGUMENT"), std::string::npos) << import.output;
+  EXPECT_NE(import.output.find("is not a tar archive"), std::string::npos) << import.output;
+  // The plugin logs the caller's mistake at info, not as an error ("E" in klog text).
+  std::string log = Log();
+  size_t line = log.find("method=\"ImportImage\"");
+  ASSERT_NE(line, std::string::npos) << log;
+  size_t start = log.rfind('\n', line);
+  EXPECT_EQ(log[start == std::string::npos ? 0 : start + 1], 'I') << log;
+}
+
 TEST_F(CliE2eTest, CsiWalkReadsQuantitiesAndRefusesMisspeltFlags) {
   StartPlugin();
   std::string endpoint = "--endpoint=unix://" + plugin_->csi_socket();
