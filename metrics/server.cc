@@ -130,8 +130,7 @@ void MetricsServer::RegisterCollectable(const std::weak_ptr<prometheus::Collecta
   exposer_->RegisterCollectable(collectable);
 }
 
-absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(
-    const MetricsServerOptions& options) {
+absl::Status ValidateMetricsServerOptions(const MetricsServerOptions& options) {
   absl::StatusOr<ListenAddress> address = ParseListenAddress(options.address);
   if (!address.ok()) return address.status();
   if (options.num_threads < 1 || options.num_threads > 1024) {
@@ -142,6 +141,14 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(
     return absl::InvalidArgumentError(absl::StrCat(
         "--metrics-request-timeout-ms must be 1..600000, not ", options.request_timeout_ms));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(
+    const MetricsServerOptions& options) {
+  if (absl::Status valid = ValidateMetricsServerOptions(options); !valid.ok()) return valid;
+  absl::StatusOr<ListenAddress> address = ParseListenAddress(options.address);
+  if (!address.ok()) return address.status();
   std::string shown = HostPort(*address, address->port);
   if (address->ipv6 && !MetricsServerSupportsIpv6()) {
     return absl::FailedPreconditionError(

@@ -59,6 +59,10 @@ class MetricsServer {
   int port_;
 };
 
+// Whether `options` are well-formed (the address parses, the numbers are in range), without
+// binding anything: a caller can refuse a bad flag yet survive a port that is taken.
+absl::Status ValidateMetricsServerOptions(const MetricsServerOptions& options);
+
 // Starts serving /metrics. An address that is malformed, not this host's, or already in use is
 // an error that names the address and the reason.
 absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsServer(

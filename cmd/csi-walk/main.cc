@@ -7,10 +7,12 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/size.h"
 #include "csi.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -21,8 +23,9 @@ using ::csi::v1::VolumeCapability;
 constexpr char kUsage[] = R"(usage: csi-walk [--endpoint unix:///csi/csi.sock] COMMAND ARGS...
 commands (each is one CSI call):
   info                                   GetPluginInfo + Probe + NodeGetInfo
-  create NAME [--image REF | --snapshot ID | --clone VOLUME] [--capacity BYTES]
-                                         CreateVolume; prints the volume id
+  create NAME [--image REF | --snapshot ID | --clone VOLUME] [--capacity QUANTITY]
+                                         CreateVolume; prints the volume id. QUANTITY
+                                         as in a PVC: 1Gi, 512Mi, 10G, or bytes
   snapshot VOLUME NAME                   CreateSnapshot; prints the snapshot id
   snapshots [--volume VOLUME]            ListSnapshots
   delete-snapshot SNAPSHOT               DeleteSnapshot
@@ -69,15 +72,26 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     }
+    // A misspelt flag must not be ignored: the call would go out without what it meant.
+    static const std::set<std::string> kValueFlags = {"--endpoint", "--image",    "--snapshot",
+                                                      "--clone",    "--capacity", "--volume"};
     if (arg == "--readonly") {
       options[arg] = "true";
-    } else if (arg.rfind("--", 0) == 0) {
+    } else if (arg.rfind("-", 0) == 0 && arg.size() > 1) {
       std::string key = arg, value;
-      if (size_t eq = arg.find('='); eq != std::string::npos) {
-        key = arg.substr(0, eq);
+      size_t eq = arg.find('=');
+      if (eq != std::string::npos) key = arg.substr(0, eq);
+      if (!kValueFlags.count(key)) {
+        std::cerr << "csi-walk: unknown flag " << key << "\n" << kUsage;
+        return 2;
+      }
+      if (eq != std::string::npos) {
         value = arg.substr(eq + 1);
       } else if (i + 1 < argc) {
         value = argv[++i];
+      } else {
+        std::cerr << "csi-walk: " << key << " needs a value\n";
+        return 2;
       }
       if (key == "--endpoint")
         endpoint = value;
@@ -127,8 +141,14 @@ int main(int argc, char** argv) {
     if (options.count("--clone")) {
       request.mutable_volume_content_source()->mutable_volume()->set_volume_id(options["--clone"]);
     }
-    if (options.count("--capacity"))
-      request.mutable_capacity_range()->set_required_bytes(std::stoll(options["--capacity"]));
+    if (options.count("--capacity")) {
+      absl::StatusOr<int64_t> bytes = strata::ParseQuantity(options["--capacity"], "--capacity");
+      if (!bytes.ok()) {
+        std::cerr << "csi-walk: " << bytes.status().message() << "\n";
+        return 2;
+      }
+      request.mutable_capacity_range()->set_required_bytes(*bytes);
+    }
     *request.add_volume_capabilities() = MountCapability();
     ::csi::v1::CreateVolumeResponse response;
     if (!(status = controller->CreateVolume(Context().get(), request, &response)).ok())

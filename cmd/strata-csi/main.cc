@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -14,6 +15,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
@@ -30,6 +32,7 @@
 #include "csi/node_service.h"
 #include "csi/plugin_context.h"
 #include "csi/server.h"
+#include "drivers/btrfs/btrfs_driver.h"
 #include "drivers/devmapper/devmapper_driver.h"
 #include "drivers/registry.h"
 #include "metrics/metrics.h"
@@ -45,7 +48,9 @@
 #include "strata/version.h"
 #include "sys/mounter.h"
 
-ABSL_FLAG(std::string, endpoint, "unix:///csi/csi.sock", "CSI endpoint (unix socket)");
+// Not under /csi: a default must not create folders at the host's root. The chart passes the
+// kubelet plugin folder explicitly.
+ABSL_FLAG(std::string, endpoint, "unix:///run/strata/csi.sock", "CSI endpoint (unix socket)");
 ABSL_FLAG(std::string, admin_endpoint, "",
           "admin API endpoint for stratactl; default unix://<root>/admin.sock");
 ABSL_FLAG(std::string, node_id, "", "this node's id as Kubernetes knows it; default: hostname");
@@ -147,6 +152,14 @@ std::string Hostname() {
 }
 
 absl::Status Run() {
+  // Checked before the store is touched: as another user overlay still mounts nothing and an
+  // import would store every root-owned file as that user, so the store would be wrong, not
+  // merely unusable.
+  if (uid_t uid = geteuid(); uid != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "strata-csi must run as root (it runs as uid ", uid,
+        "): it mounts filesystems and stores layer files with their owners; nothing was done"));
+  }
   std::string root = absl::GetFlag(FLAGS_root);
   if (root.empty() || root[0] != '/') return absl::InvalidArgumentError("--root must be absolute");
   std::string node_id = absl::GetFlag(FLAGS_node_id);
@@ -198,6 +211,19 @@ absl::Status Run() {
   driver_options.devmapper.min_free_percent = absl::GetFlag(FLAGS_dm_min_free_space);
   ASSIGN_OR_RETURN(std::unique_ptr<drivers::Driver> driver,
                    drivers::NewDriver(absl::GetFlag(FLAGS_driver), root, driver_options));
+  if (absl::GetFlag(FLAGS_driver) == "auto") {
+    // The order of drivers/registry.cc's choice, told so an admin knows what they got.
+    std::string why;
+    if (!driver_options.devmapper.thin_pool.empty()) {
+      why = "--dm-thinpool is set";
+    } else if (driver->name() == "btrfs") {
+      why = "--root is on btrfs";
+    } else {
+      why = absl::StrCat("--root is not on btrfs (", drivers::BtrfsSupported(root).message(),
+                         ") and overlayfs works there");
+    }
+    LogInfo("driver auto picked a driver", {{"driver", std::string(driver->name())}, {"why", why}});
+  }
   std::unique_ptr<sys::Mounter> mounter = sys::NewLinuxMounter();
   metrics::Metrics metrics;
   metrics.SetBuildInfo(kVersion, driver->name());
@@ -240,7 +266,20 @@ absl::Status Run() {
     metrics_options.address = address;
     metrics_options.num_threads = absl::GetFlag(FLAGS_metrics_threads);
     metrics_options.request_timeout_ms = absl::GetFlag(FLAGS_metrics_request_timeout_ms);
-    ASSIGN_OR_RETURN(metrics_server, strata::metrics::StartMetricsServer(metrics_options));
+    RETURN_IF_ERROR(strata::metrics::ValidateMetricsServerOptions(metrics_options));
+    absl::StatusOr<std::unique_ptr<strata::metrics::MetricsServer>> started =
+        strata::metrics::StartMetricsServer(metrics_options);
+    if (started.ok()) metrics_server = std::move(*started);
+    // Metrics are for watching the service, not part of it: volumes keep working without.
+    if (!started.ok()) {
+      LogError("metrics are off: serving CSI without them",
+               {{"address", address}, {"error", started.status().ToString()}});
+    }
+  }
+  if (metrics_server != nullptr) {
+    strata::metrics::MetricsServerOptions metrics_options;
+    metrics_options.num_threads = absl::GetFlag(FLAGS_metrics_threads);
+    metrics_options.request_timeout_ms = absl::GetFlag(FLAGS_metrics_request_timeout_ms);
     refresher = std::make_shared<GaugeRefresher>(&volumes);
     metrics_server->RegisterCollectable(refresher);
     metrics_server->RegisterCollectable(metrics.registry());
@@ -250,6 +289,7 @@ absl::Status Run() {
     }
     LogInfo("serving metrics",
             {{"address", metrics_server->address()},
+             {"port", std::to_string(metrics_server->port())},
              {"threads", std::to_string(metrics_options.num_threads)},
              {"request_timeout_ms", std::to_string(metrics_options.request_timeout_ms)}});
   }
@@ -296,6 +336,34 @@ absl::Status Run() {
 }
 
 }  // namespace
+
+constexpr char kUsageMessage[] =
+    "strata-csi: the Strata CSI plugin (layered volumes for Kubernetes pods).\n"
+    "Usage: strata-csi --endpoint unix:///var/lib/kubelet/plugins/strata.csi.dev/csi.sock "
+    "--node-id NODE --root /var/lib/strata [FLAGS]";
+
+// Flags defined in this file, not those of absl or gRPC.
+bool IsOurFlag(absl::string_view filename) {
+  return absl::StrContains(filename, "strata-csi/main.cc");
+}
+
+// The usage message and this program's flags, sorted, spelled with dashes as manifests do.
+void PrintHelp(std::ostream& out) {
+  out << kUsageMessage << "\n\nFlags (--name=value or --name value; dashes or underscores):\n";
+  std::vector<absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags())
+    if (IsOurFlag(flag->Filename())) flags.push_back(flag);
+  std::sort(flags.begin(), flags.end(), [](auto* a, auto* b) { return a->Name() < b->Name(); });
+  for (absl::CommandLineFlag* flag : flags) {
+    std::string name(flag->Name());
+    std::replace(name.begin(), name.end(), '_', '-');
+    std::string default_value = flag->DefaultValue();
+    out << "  --" << name << "  (default: " << (default_value.empty() ? "\"\"" : default_value)
+        << ")\n      " << flag->Help() << "\n";
+  }
+  out << "  --help  this text\n  --version  print the version\n";
+}
+
 }  // namespace strata
 
 int main(int argc, char** argv) {
@@ -309,11 +377,20 @@ int main(int argc, char** argv) {
 
   absl::FlagsUsageConfig usage;
   usage.version_string = [] { return std::string("strata-csi ") + strata::kVersion + "\n"; };
-  usage.contains_help_flags = [](absl::string_view) { return true; };
+  usage.contains_help_flags = strata::IsOurFlag;
+  usage.contains_helpshort_flags = strata::IsOurFlag;
   absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
-      "strata-csi: the Strata CSI plugin (layered volumes for Kubernetes pods).\n"
-      "Usage: strata-csi --endpoint unix:///csi/csi.sock --node-id NODE --root /var/lib/strata");
+  absl::SetProgramUsageMessage(strata::kUsageMessage);
+  // absl's --help exits 1 and its --helpfull lists absl's own flags: answer help ourselves.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "-h" || arg == "--help" || arg == "-help" || arg == "--helpfull" ||
+        arg == "--helpshort") {
+      strata::PrintHelp(std::cout);
+      return 0;
+    }
+  }
   // Kubernetes manifests spell flags with dashes (--node-id); absl names them with
   // underscores. Accept both by rewriting the name part of each --flag.
   for (int i = 1; i < argc; ++i) {

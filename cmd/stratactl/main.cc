@@ -6,13 +6,19 @@
 // Flags may come before or after the command. Exit codes: 0 success, 1 the call failed,
 // 2 bad usage. docs/stratactl.md has the details.
 
+#include <fnmatch.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <functional>
@@ -26,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "common/size.h"
+#include "csi.grpc.pb.h"
 #include "drivers/devmapper/devmapper_driver.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
@@ -49,7 +56,8 @@ Inspect and manage the layers, images and volumes of the Strata CSI plugin on th
 
 Commands:
   import PATH [--name REF]   import a docker-save archive or OCI layout found at PATH on this node
-  images                     list images
+  images [-q] [--filter reference=PATTERN|dangling=true|false]... [--no-trunc]
+                             list images, sorted by name; -q prints only the ids
   layers [--tree]            list layers; --tree draws how chains share layers
   volumes                    list volumes
   inspect ID...              full JSON record of a volume id, image name or layer id
@@ -90,6 +98,8 @@ Flags (anywhere on the line):
   --admin-endpoint ENDPOINT  admin API address (default $STRATA_ADMIN_ENDPOINT, else
                              unix:///var/lib/strata/admin.sock)
   -o, --output table|json    output format (default table); for save: the file to write
+                             (save refuses -o json and -o table: write ./json for such a file)
+  --no-trunc                 full ids in tables (default: sha256: and 12 hex digits)
   -h, --help                 this text
 )";
 
@@ -102,6 +112,8 @@ struct Options {
   std::optional<std::string> volume;
   std::optional<std::string> format;
   bool no_trunc = false;
+  bool quiet = false;
+  std::vector<std::string> filters;
   bool output_given = false;
   bool tree = false;
   bool dry_run = false;
@@ -115,6 +127,17 @@ struct Options {
 struct UsageError {
   std::string message;
 };
+
+// The admin API is a unix socket: an endpoint without a scheme is its path (gRPC would take
+// it for a DNS name), relative to the working directory like any path argument.
+std::string NormalizeEndpoint(const std::string& endpoint) {
+  if (endpoint.find("://") != std::string::npos) return endpoint;
+  if (endpoint.rfind("unix:", 0) == 0) return endpoint;  // unix:relative/path, gRPC's spelling
+  if (endpoint.empty()) throw UsageError{"--admin-endpoint must not be empty"};
+  std::error_code error;
+  std::filesystem::path path = std::filesystem::absolute(endpoint, error);
+  return "unix://" + (error ? endpoint : path.lexically_normal().string());
+}
 
 Options ParseArgs(int argc, char** argv) {
   Options options;
@@ -164,6 +187,11 @@ Options ParseArgs(int argc, char** argv) {
       options.volume = take_value();
     } else if (flag == "--format") {
       options.format = take_value();
+    } else if (flag == "-q" || flag == "--quiet") {
+      no_value();
+      options.quiet = true;
+    } else if (flag == "--filter") {
+      options.filters.push_back(take_value());
     } else if (flag == "--no-trunc") {
       no_value();
       options.no_trunc = true;
@@ -186,6 +214,7 @@ Options ParseArgs(int argc, char** argv) {
       throw UsageError{"unknown flag " + flag};
     }
   }
+  options.endpoint = NormalizeEndpoint(options.endpoint);
   return options;
 }
 
@@ -206,9 +235,13 @@ std::string HumanSize(int64_t bytes) {
   return buffer;
 }
 
-// "sha256:<first 12 hex>"; anything else unchanged.
+// --no-trunc: every table shows whole ids.
+bool g_full_ids = false;
+
+// "sha256:<first 12 hex>" (the whole id with --no-trunc); anything else unchanged.
 std::string ShortId(const std::string& id) {
   const std::string prefix = "sha256:";
+  if (g_full_ids) return id;
   if (id.rfind(prefix, 0) == 0 && id.size() > prefix.size() + 12)
     return id.substr(0, prefix.size() + 12);
   return id;
@@ -351,24 +384,80 @@ class Client {
     }
     Response response;
     grpc::Status status = ((*stub_).*method)(&context, request, &response);
-    if (!status.ok()) throw CallError{status, Hint(status)};
+    if (!status.ok()) throw Explain(status);
     return response;
   }
 
  private:
-  // Distinguishes "nobody is listening" from an UNAVAILABLE answer by the server itself.
-  std::string Hint(const grpc::Status& status) {
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return "";
+  // Turns the failures gRPC words for itself (an UNAVAILABLE that hides the errno, an empty
+  // UNIMPLEMENTED from a server that is not the admin API) into what happened.
+  CallError Explain(const grpc::Status& status) {
+    if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && WrongServer())
+      return {grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                           endpoint_ + " is the CSI socket (strata-csi --endpoint), not the admin "
+                                       "socket"),
+              "the admin API is served on <--root>/admin.sock (default "
+              "/var/lib/strata/admin.sock); pass that to --admin-endpoint"};
+    if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && status.error_message().empty())
+      return {grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                           endpoint_ + " does not serve this call of the Strata admin API "
+                                       "(strata.admin.v1): is it another program's socket, or an "
+                                       "older strata-csi?"),
+              ""};
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return {status, ""};
     grpc_connectivity_state state = channel_->GetState(false);
-    if (state == GRPC_CHANNEL_READY || state == GRPC_CHANNEL_IDLE) return "";
+    if (state == GRPC_CHANNEL_READY || state == GRPC_CHANNEL_IDLE) return {status, ""};
+    const std::string unix_scheme = "unix://";
+    if (endpoint_.rfind(unix_scheme, 0) == 0) {
+      std::string path = endpoint_.substr(unix_scheme.size());
+      int error = ConnectErrno(path);
+      if (error == EACCES || error == EPERM) {
+        return {grpc::Status(
+                    grpc::StatusCode::PERMISSION_DENIED,
+                    "cannot connect to the admin socket " + path + ": " + std::strerror(error)),
+                "the admin socket and its folder are root's (mode 0700): run stratactl as root "
+                "(e.g. in the plugin's container: kubectl exec)"};
+      }
+    }
+    return {status, Hint()};
+  }
+
+  // errno of connecting to the unix socket `path` ourselves (0: it accepts).
+  static int ConnectErrno(const std::string& path) {
+    sockaddr_un address = {};
+    if (path.size() >= sizeof(address.sun_path)) return ENAMETOOLONG;
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path.data(), path.size());
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    int error = rc == 0 ? 0 : errno;
+    close(fd);
+    return error;
+  }
+
+  // Whether the endpoint answers the CSI Identity service (then it is strata-csi's CSI socket).
+  bool WrongServer() {
+    auto identity = ::csi::v1::Identity::NewStub(channel_);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ::csi::v1::GetPluginInfoResponse info;
+    return identity->GetPluginInfo(&context, {}, &info).ok();
+  }
+
+  // Distinguishes "nobody is listening" from an UNAVAILABLE answer by the server itself.
+  std::string Hint() {
     std::string where = endpoint_;
     const std::string unix_scheme = "unix://";
     std::string detail;
     if (endpoint_.rfind(unix_scheme, 0) == 0) {
       std::string path = endpoint_.substr(unix_scheme.size());
       struct stat st;
-      if (stat(path.c_str(), &st) != 0) {
+      int error = stat(path.c_str(), &st) != 0 ? errno : 0;
+      if (error == ENOENT || error == ENOTDIR) {
         detail = " (" + path + " does not exist)";
+      } else if (error != 0) {
+        detail = " (" + path + ": " + std::strerror(error) + ")";
       } else if (!S_ISSOCK(st.st_mode)) {
         detail = " (" + path + " is not a socket)";
       } else {
@@ -420,8 +509,60 @@ int Import(Client& client, const Options& options) {
 }
 
 int Images(Client& client, const Options& options) {
-  ExpectArgs(options, 0, 0, "images");
-  pb::ListImagesResponse response = client.Call(&pb::Admin::Stub::ListImages, {});
+  ExpectArgs(options, 0, 0, "images [-q] [--filter KEY=VALUE]...");
+  std::vector<std::string> references;
+  std::optional<bool> dangling;
+  for (const std::string& filter : options.filters) {
+    size_t eq = filter.find('=');
+    std::string key = filter.substr(0, eq),
+                value = eq == std::string::npos ? "" : filter.substr(eq + 1);
+    if (eq == std::string::npos || value.empty()) {
+      throw UsageError{
+          "--filter takes KEY=VALUE (reference=PATTERN or dangling=true|false), not \"" + filter +
+          "\""};
+    }
+    if (key == "reference") {
+      references.push_back(value);
+    } else if (key == "dangling" && (value == "true" || value == "false")) {
+      dangling = value == "true";
+    } else {
+      throw UsageError{"unknown filter \"" + filter +
+                       "\" (known: reference=PATTERN, dangling=true|false)"};
+    }
+  }
+  pb::ListImagesResponse all = client.Call(&pb::Admin::Stub::ListImages, {});
+  // Every image Strata lists has a name, so none is dangling (an untagged image in Docker's
+  // words); layers no image uses are what `gc` removes. PATTERN is a shell glob matched against
+  // the whole name and against the name without its :tag, as Docker does.
+  pb::ListImagesResponse response;
+  for (const pb::Image& image : all.images()) {
+    if (dangling.value_or(false)) continue;
+    bool match = references.empty();
+    std::string name = image.name();
+    size_t slash = name.rfind('/'), colon = name.rfind(':');
+    std::string repository =
+        colon != std::string::npos && (slash == std::string::npos || colon > slash)
+            ? name.substr(0, colon)
+            : name;
+    for (const std::string& pattern : references) {
+      if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0 ||
+          fnmatch(pattern.c_str(), repository.c_str(), 0) == 0)
+        match = true;
+    }
+    if (match) *response.add_images() = image;
+  }
+  // Stable order whatever the server sends: by name.
+  std::sort(response.mutable_images()->begin(), response.mutable_images()->end(),
+            [](const pb::Image& a, const pb::Image& b) { return a.name() < b.name(); });
+  if (options.quiet) {
+    // Like `docker images -q`: one id per image, each id once.
+    std::set<std::string> seen;
+    for (const pb::Image& image : response.images()) {
+      if (!seen.insert(image.chain_id()).second) continue;
+      std::cout << ShortId(image.chain_id()) << "\n";
+    }
+    return 0;
+  }
   if (options.output == "json") {
     Json images = Json::array();
     for (const pb::Image& image : response.images()) {
@@ -833,6 +974,13 @@ int Diff(Client& client, const Options& options) {
 int Save(Client& client, const Options& options) {
   ExpectArgs(options, 1, 1, "save REF -o FILE [--format docker|oci] [--tag NAME]...");
   if (!options.output_given) throw UsageError{"save needs -o FILE"};
+  // -o is the output format everywhere else: `save X -o json` is more likely that slip than a
+  // wish for a file named json in the working directory. Docker's -o is only ever a file.
+  if (options.output == "json" || options.output == "table") {
+    throw UsageError{"save -o names the file to write, and \"" + options.output +
+                     "\" looks like an output format; write ./" + options.output +
+                     " to mean a file of that name"};
+  }
   pb::SaveRequest request;
   request.set_ref(options.args[1]);
   std::error_code error;
@@ -1067,7 +1215,14 @@ int Run(const Options& options) {
   if (options.volume && command != "snapshots" && command != "quarantine")
     throw UsageError{"--volume is a flag of snapshots and quarantine restore"};
   if (options.format && command != "save") throw UsageError{"--format is a flag of save"};
-  if (options.no_trunc && command != "history") throw UsageError{"--no-trunc is a flag of history"};
+  if (options.no_trunc && command != "history" && command != "images" && command != "layers" &&
+      command != "snapshots" && command != "gc" && command != "import" && command != "commit" &&
+      command != "save" && command != "rollback")
+    throw UsageError{"--no-trunc is a flag of the commands that print ids"};
+  g_full_ids = options.no_trunc;
+  if (options.quiet && command != "images") throw UsageError{"-q is a flag of images"};
+  if (!options.filters.empty() && command != "images")
+    throw UsageError{"--filter is a flag of images"};
   if (options.name && command != "import") throw UsageError{"--name is a flag of import"};
   if (options.tree && command != "layers") throw UsageError{"--tree is a flag of layers"};
   if (options.dry_run && command != "gc") throw UsageError{"--dry-run is a flag of gc"};

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/errno_status.h"
@@ -303,6 +304,15 @@ absl::StatusOr<std::unique_ptr<ImageArchive>> ImageArchive::Open(const std::stri
     options.max_bytes_flag = "--max-import-bytes";
     options.max_entries = limits.max_layer_entries;
     absl::Status unpacked = UnpackArchiveTar(path, pattern, options);
+    // A file that is no tar at all is the caller's mistake, not damaged data: say what it is
+    // not, as INVALID_ARGUMENT (DATA_LOSS stays for a tar that breaks off or is corrupt).
+    if (unpacked.code() == absl::StatusCode::kDataLoss &&
+        absl::StrContains(unpacked.message(), ": not a tar: ")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image archive ", shown,
+                       " is not a tar archive (nor a gzip- or zstd-compressed tar); import takes a "
+                       "docker-save tar, an OCI image layout folder or a tar of one"));
+    }
     if (!unpacked.ok()) {
       return absl::Status(unpacked.code(),
                           absl::StrCat("image archive ", shown, ": ", unpacked.message()));

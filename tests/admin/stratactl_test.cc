@@ -119,6 +119,24 @@ TEST_F(StratactlTest, ImagesAsJsonListsTheImportedImage) {
   EXPECT_GT(images[0]["size_bytes"].get<int64_t>(), 0);
 }
 
+TEST_F(StratactlTest, ImagesQuietFiltersAndNoTrunc) {
+  ImportDemo();
+  const std::string short_top = top_chain_.substr(0, std::string("sha256:").size() + 12);
+  Result quiet = Run({Endpoint(), "images", "-q"});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.out, short_top + "\n");
+  Result full = Run({Endpoint(), "images", "-q", "--no-trunc"});
+  EXPECT_EQ(full.out, top_chain_ + "\n");
+  // A glob against the whole name or the name without its tag.
+  EXPECT_EQ(Run({Endpoint(), "images", "-q", "--filter", "reference=demo"}).out, short_top + "\n");
+  EXPECT_EQ(Run({Endpoint(), "images", "-q", "--filter", "reference=d*:v2"}).out, short_top + "\n");
+  EXPECT_EQ(Run({Endpoint(), "images", "-q", "--filter", "reference=other*"}).out, "");
+  EXPECT_EQ(Run({Endpoint(), "images", "-q", "--filter", "dangling=true"}).out, "");
+  EXPECT_EQ(Run({Endpoint(), "images", "-q", "--filter", "dangling=false"}).out, short_top + "\n");
+  Result table = Run({Endpoint(), "images", "--no-trunc"});
+  EXPECT_NE(table.out.find(top_chain_), std::string::npos) << table.out;
+}
+
 TEST_F(StratactlTest, LayersTreeShowsShortIdsImageNamesAndVolumes) {
   ImportDemo();
   for (const char* name : {"pvc-1", "pvc-2"}) {
@@ -267,7 +285,10 @@ TEST_F(StratactlTest, HistoryCommandsBadUsageExitsTwo) {
   EXPECT_EQ(Run({Endpoint(), "save", "a"}).exit_code, 2);  // no -o FILE
   EXPECT_EQ(Run({Endpoint(), "save", "a", "-o", "/tmp/x.tar", "--format", "zip"}).exit_code, 2);
   EXPECT_EQ(Run({Endpoint(), "images", "--tag", "x"}).exit_code, 2);
-  EXPECT_EQ(Run({Endpoint(), "images", "--no-trunc"}).exit_code, 2);
+  // --no-trunc belongs to the commands that print ids (issue 14), not to volumes.
+  EXPECT_EQ(Run({Endpoint(), "volumes", "--no-trunc"}).exit_code, 2);
+  EXPECT_EQ(Run({Endpoint(), "volumes", "-q"}).exit_code, 2);
+  EXPECT_EQ(Run({Endpoint(), "images", "--filter", "colour=red"}).exit_code, 2);
   EXPECT_EQ(Run({Endpoint(), "history", "x", "-m", "hi"}).exit_code, 2);
   EXPECT_EQ(Run({Endpoint(), "snapshots", "--format", "oci"}).exit_code, 2);
 }
