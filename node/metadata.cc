@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -223,6 +224,15 @@ absl::StatusOr<std::unique_ptr<Metadata>> Metadata::Open(const std::string& path
   }
   std::unique_ptr<Metadata> metadata(new Metadata(db, path, reserve_bytes));
   sqlite3_extended_result_codes(db, 1);
+  // Every write transaction ends here; one under synchronous=FULL syncs the WAL.
+  sqlite3_commit_hook(
+      db,
+      [](void* self) -> int {
+        auto* store = static_cast<Metadata*>(self);
+        if (!store->volatile_commit_) ++store->durable_commits_;
+        return 0;
+      },
+      metadata.get());
   // A full disk at start-up: give SQLite the reserve so recovery can record what it resolves.
   metadata->MakeRoomForDelete();
   RETURN_IF_ERROR(metadata->Migrate());
@@ -422,6 +432,25 @@ absl::Status Metadata::InTransaction(const std::function<absl::Status()>& body) 
     status = SqliteError(db_, "commit");
   }
   sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return status;
+}
+
+absl::Status Metadata::InVolatileTransaction(const std::function<absl::Status()>& body) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (!sqlite3_get_autocommit(db_)) return body();
+  // In WAL mode synchronous=NORMAL never corrupts the database: a commit lost to a power loss
+  // is rolled back as a whole at the next open. Per connection, so set and reset around it.
+  if (sqlite3_exec(db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return SqliteError(db_, "synchronous=NORMAL");
+  volatile_commit_ = true;
+  absl::Status status = InTransaction(body);
+  volatile_commit_ = false;
+  if (sqlite3_exec(db_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    // Never leave the connection in the weaker mode: every later commit would be volatile.
+    absl::Status reset = SqliteError(db_, "synchronous=FULL");
+    LogError("metadata: could not restore synchronous=FULL", {{"error", reset.ToString()}});
+    std::abort();
+  }
   return status;
 }
 

@@ -5,6 +5,7 @@
 //
 // Nothing here is cached: what the store says is the truth recovery starts from.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -139,6 +140,17 @@ class Metadata {
   // Calls made inside `body` join the transaction. Not reentrant across threads.
   absl::Status InTransaction(const std::function<absl::Status()>& body);
 
+  // Like InTransaction, but the commit is written to the OS without waiting for the disk
+  // (synchronous=NORMAL for this one commit): it survives a kill -9 of the process, not a power
+  // loss. For intents of mount-path steps only, whose effect (a mount) dies with the kernel
+  // just as such a commit can: see docs/architecture.md "What is durable when". The next
+  // durable commit makes it durable too (the WAL is synced in order). Inside an open
+  // transaction it joins that one, which is then as durable as its own commit.
+  absl::Status InVolatileTransaction(const std::function<absl::Status()>& body);
+
+  // How many commits were made durable (fsync of the WAL) since Open: a test and bench seam.
+  int64_t durable_commits() const { return durable_commits_.load(); }
+
   // A fresh short driver id ("1", "2", ... in base 36): short ids keep overlay option strings
   // small. Never reused.
   absl::StatusOr<std::string> NewDriverId();
@@ -197,6 +209,8 @@ class Metadata {
 
   std::recursive_mutex mutex_;  // recursive: calls inside InTransaction re-enter
   sqlite3* db_;
+  bool volatile_commit_ = false;  // under mutex_: the open transaction commits without a sync
+  std::atomic<int64_t> durable_commits_{0};
   std::string path_;
   int64_t reserve_bytes_;
   std::mutex reserve_mutex_;

@@ -224,10 +224,21 @@ absl::Status VolumeManager::Delete(const std::string& volume_id) {
     return absl::FailedPreconditionError(
         absl::StrCat("volume ", volume_id, " is still staged at ", volume->staging_path));
   }
+  // Collection frees commit layers only, and the volume's going drops one reference: that of
+  // its top layer. A top that is an imported layer (or no chain) frees nothing, so the scan of
+  // every layer, image, volume and snapshot stays off this call's path.
+  bool may_free_commits = false;
+  if (!volume->chain_id.empty()) {
+    ASSIGN_OR_RETURN(std::optional<LayerRecord> top, metadata_->GetLayer(volume->chain_id));
+    may_free_commits = top.has_value() && top->diff_id.empty();
+  }
   metadata_->MakeRoomForDelete();  // deletes free space, so they must work on a full disk
   RETURN_IF_ERROR(RemoveVolume(*volume));
   // Commit layers only this volume's chain used (its rebased history) go with it.
-  ASSIGN_OR_RETURN(GcResult collected, layers_->CollectUnreferencedCommits());
+  GcResult collected;
+  if (may_free_commits) {
+    ASSIGN_OR_RETURN(collected, layers_->CollectUnreferencedCommits());
+  }
   LogInfo("volume deleted", {{"volume", volume_id},
                              {"name", volume->name},
                              {"layers_freed", std::to_string(collected.removed_chain_ids.size())}});
@@ -287,7 +298,9 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
   RETURN_IF_ERROR(PrepareMountTarget(staging_path, /*create=*/true));
   volume.pending = "stage";
   volume.staging_path = staging_path;
-  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  // The intent only has to outlive the process, not the kernel: a power loss that loses it
+  // takes the mount with it (docs/architecture.md, "What is durable when").
+  RETURN_IF_ERROR(metadata_->InVolatileTransaction([&] { return metadata_->PutVolume(volume); }));
   CrashPoint("stage-after-intent");
   absl::Status mounted = MountVolume(volume, staging_path);
   if (!mounted.ok()) {
@@ -320,7 +333,9 @@ absl::Status VolumeManager::Unstage(const std::string& volume_id, const std::str
                      publications.front().target_path, "; unpublish it first"));
   }
   volume.pending = "unstage";
-  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  // Lost to a power loss, the record says "staged" of a mount the reboot took down: the
+  // retried unstage finds nothing mounted and finishes.
+  RETURN_IF_ERROR(metadata_->InVolatileTransaction([&] { return metadata_->PutVolume(volume); }));
   CrashPoint("unstage-after-intent");
   RETURN_IF_ERROR(UnmountAll(staging_path));
   CrashPoint("unstage-after-unmount");
@@ -365,7 +380,9 @@ absl::Status VolumeManager::Publish(const std::string& volume_id, const std::str
   }
   RETURN_IF_ERROR(PrepareMountTarget(target_path, /*create=*/true));
   PublicationRecord publication{volume_id, target_path, read_only, "publishing"};
-  RETURN_IF_ERROR(metadata_->PutPublication(publication));
+  // Volatile like the stage intent: the bind mount it announces dies with the kernel too.
+  RETURN_IF_ERROR(
+      metadata_->InVolatileTransaction([&] { return metadata_->PutPublication(publication); }));
   sys::Mount bind{"bind", volume.staging_path, {read_only ? "ro" : "rw", "nodev"}};
   for (const std::string& flag : mount_flags)
     if (flag != "nodev") bind.options.push_back(flag);

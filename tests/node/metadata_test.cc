@@ -89,6 +89,36 @@ TEST_F(MetadataTest, FailedTransactionChangesNothing) {
   EXPECT_FALSE(image->has_value());
 }
 
+TEST_F(MetadataTest, VolatileCommitsAreRealButNotSyncedAndLeaveLaterCommitsDurable) {
+  VolumeRecord volume;
+  volume.id = "v1";
+  volume.name = "pvc-1";
+  volume.state = kVolumeReady;
+  int64_t before = metadata_->durable_commits();
+  ASSERT_TRUE(metadata_->InVolatileTransaction([&] { return metadata_->PutVolume(volume); }).ok());
+  EXPECT_EQ(metadata_->durable_commits(), before) << "a volatile commit synced the WAL";
+  // A failed volatile transaction rolls back like any other.
+  volume.pending = "stage";
+  EXPECT_FALSE(metadata_
+                   ->InVolatileTransaction([&] {
+                     (void)metadata_->PutVolume(volume);
+                     return absl::InternalError("step failed");
+                   })
+                   .ok());
+  EXPECT_EQ((*metadata_->GetVolume("v1"))->pending, "");
+  // The connection is back to synchronous=FULL: the next plain write is durable.
+  volume.state = kVolumeStaged;
+  ASSERT_TRUE(metadata_->PutVolume(volume).ok());
+  EXPECT_EQ(metadata_->durable_commits(), before + 1);
+  // Both commits are in the database a new process opens.
+  metadata_.reset();
+  metadata_ = std::move(*Metadata::Open(dir_ + "/strata.db"));
+  auto read = metadata_->GetVolume("v1");
+  ASSERT_TRUE(read.ok() && read->has_value());
+  EXPECT_EQ((*read)->state, kVolumeStaged);
+  EXPECT_EQ((*read)->pending, "stage");
+}
+
 TEST_F(MetadataTest, DeleteVolumeDropsItsPublications) {
   VolumeRecord volume;
   volume.id = "vol-1";

@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <functional>
+
 #include "gtest/gtest.h"
 #include "tests/node/node_test_util.h"
 
@@ -86,6 +88,26 @@ TEST_F(VolumeManagerTest, StagePublishUnpublishUnstageDeleteWalk) {
   ASSERT_TRUE(volumes_->Delete(volume.id).ok());
   ASSERT_TRUE(volumes_->Delete(volume.id).ok()) << "delete is idempotent";
   EXPECT_NE(access((root_ + "/vfs/" + volume.active_id).c_str(), F_OK), 0);
+}
+
+TEST_F(VolumeManagerTest, EachMountPathCallMakesOneDurableCommit) {
+  auto volume = *volumes_->Create(Params("pvc-1"));
+  // The intents are volatile (they die only with the kernel, like the mounts they announce);
+  // the outcome of each call is its one durable commit.
+  auto durable_during = [&](const std::function<absl::Status()>& call) {
+    int64_t before = metadata_->durable_commits();
+    absl::Status status = call();
+    EXPECT_TRUE(status.ok()) << status;
+    return metadata_->durable_commits() - before;
+  };
+  EXPECT_EQ(durable_during([&] { return volumes_->Stage(volume.id, Staging("a")); }), 1);
+  EXPECT_EQ(durable_during(
+                [&] { return volumes_->Publish(volume.id, Staging("a"), Target("p"), false); }),
+            1);
+  EXPECT_EQ(durable_during([&] { return volumes_->Unpublish(volume.id, Target("p")); }), 1);
+  EXPECT_EQ(durable_during([&] { return volumes_->Unstage(volume.id, Staging("a")); }), 1);
+  // The volatile intents were real commits: the state they left is the one read back.
+  EXPECT_EQ((*metadata_->GetVolume(volume.id))->state, kVolumeReady);
 }
 
 TEST_F(VolumeManagerTest, PublishBeforeStageIsFailedPrecondition) {
