@@ -13,13 +13,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <ctime>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/crash_point.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "node/images/safe_fs.h"
 #include "node/paths.h"
 #include "node/volume_manager.h"
 
@@ -52,12 +53,9 @@ absl::Status CheckMembers(const GroupSnapshotRecord& group,
 // Flushes a mounted volume's filesystem: what pods wrote before the group call is on disk
 // (and in the writable layer) before the first member is cut.
 absl::Status SyncMount(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path, " to sync it"));
-  int rc = syncfs(fd);
-  int saved = errno;
-  close(fd);
-  if (rc != 0) return absl::ErrnoToStatus(saved, absl::StrCat("syncfs ", path));
+  images::UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path, " to sync it"));
+  if (syncfs(fd.get()) != 0) return absl::ErrnoToStatus(errno, absl::StrCat("syncfs ", path));
   return absl::OkStatus();
 }
 
@@ -80,13 +78,9 @@ absl::StatusOr<GroupSnapshot> VolumeManager::CreateGroupSnapshot(
   }
   GroupSnapshotRecord group;
   if (existing) {
-    std::set<std::string> sources = SourcesOf(*existing);
-    // A group cut short by a crash has fewer member rows than volumes: its planned sources are
-    // the member names already made plus the rest, so compare what is known.
-    bool compatible = existing->state == "ready" ? sources == wanted
-                                                 : std::includes(wanted.begin(), wanted.end(),
-                                                                 sources.begin(), sources.end());
-    if (!compatible) {
+    // The intent already names every planned source, so a group cut short by a crash is
+    // compared the same way as a finished one.
+    if (SourcesOf(*existing) != wanted) {
       return absl::AlreadyExistsError(
           absl::StrCat("group snapshot \"", name, "\" already exists with other source volumes"));
     }
@@ -97,6 +91,8 @@ absl::StatusOr<GroupSnapshot> VolumeManager::CreateGroupSnapshot(
     group.name = name;
     group.created_unix = static_cast<int64_t>(std::time(nullptr));
     group.state = "creating";
+    // The planned members: sources known, snapshot ids not yet.
+    for (const std::string& id : volume_ids) group.members.emplace_back(id, "");
     RETURN_IF_ERROR(metadata_->PutGroupSnapshot(group));
   }
   for (const VolumeRecord& volume : volumes) {
@@ -115,6 +111,7 @@ absl::StatusOr<GroupSnapshot> VolumeManager::CreateGroupSnapshot(
     }
     group.members.emplace_back(volume.id, snapshot->id);
     result.snapshots.push_back(*std::move(snapshot));
+    CrashPoint("group-after-member");
   }
   group.state = "ready";
   RETURN_IF_ERROR(metadata_->PutGroupSnapshot(group));
@@ -130,9 +127,17 @@ absl::Status VolumeManager::DeleteGroupSnapshot(const std::string& group_id,
   ASSIGN_OR_RETURN(std::optional<GroupSnapshotRecord> group, metadata_->GetGroupSnapshot(group_id));
   if (!group) return absl::OkStatus();
   RETURN_IF_ERROR(CheckMembers(*group, snapshot_ids));
-  // Members first: a crash in between leaves the record, and the retry deletes the rest.
-  for (const auto& [volume_id, snapshot_id] : group->members)
-    RETURN_IF_ERROR(DeleteSnapshot(snapshot_id));
+  // Members first: a crash in between leaves the record, and the retry deletes the rest. A
+  // cut a crash stopped has members recorded only by their source: find them by name.
+  for (const auto& [volume_id, snapshot_id] : group->members) {
+    if (!snapshot_id.empty()) {
+      RETURN_IF_ERROR(DeleteSnapshot(snapshot_id));
+      continue;
+    }
+    ASSIGN_OR_RETURN(std::optional<SnapshotRecord> made,
+                     metadata_->GetSnapshotByName(MemberName(group_id, volume_id)));
+    if (made) RETURN_IF_ERROR(DeleteSnapshot(made->id));
+  }
   RETURN_IF_ERROR(metadata_->DeleteGroupSnapshot(group_id));
   LogInfo("group snapshot deleted", {{"group_snapshot", group_id}});
   return absl::OkStatus();

@@ -14,37 +14,17 @@
 #include "node/paths.h"
 #include "tests/e2e/csi_calls.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/overlay_plugin_test.h"
 #include "tests/e2e/plugin_process.h"
-
-#ifndef STRATA_CSI_BINARY
-#error "STRATA_CSI_BINARY must name the strata-csi binary"
-#endif
 
 namespace strata::e2e {
 namespace {
 
 using Mode = ::csi::v1::VolumeCapability::AccessMode;
 
-class AccessModesTest : public ::testing::Test {
+class AccessModesTest : public OverlayPluginTest {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (overlay mounts)";
-    char pattern[] = "/tmp/strata-modes-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-    plugin_ = std::make_unique<PluginProcess>(STRATA_CSI_BINARY, dir_, "overlay");
-    std::string error;
-    ASSERT_TRUE(plugin_->Start({}, &error)) << error << "\n" << Slurp(dir_ + "/plugin.log");
-  }
-  void TearDown() override {
-    if (dir_.empty()) return;
-    if (plugin_) plugin_->Kill();
-    UnmountAllUnder(dir_);
-    if (!HasFailure())
-      (void)node::RemoveTree(dir_);
-    else
-      std::cerr << "kept " << dir_ << " for inspection (plugin.log)\n";
-  }
+  AccessModesTest() : OverlayPluginTest("strata-modes") {}
 
   // A created and staged volume; returns its id.
   std::string StagedVolume(const std::string& name) {
@@ -78,9 +58,6 @@ class AccessModesTest : public ::testing::Test {
     request.set_volume_path(path);
     return plugin_->node().NodeGetVolumeStats(CallContext().get(), request, response);
   }
-
-  std::string dir_;
-  std::unique_ptr<PluginProcess> plugin_;
 };
 
 TEST_F(AccessModesTest, SingleWriterRefusesASecondTargetAndMakesNothingThere) {

@@ -14,35 +14,15 @@
 #include "node/paths.h"
 #include "tests/e2e/csi_calls.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/overlay_plugin_test.h"
 #include "tests/e2e/plugin_process.h"
-
-#ifndef STRATA_CSI_BINARY
-#error "STRATA_CSI_BINARY must name the strata-csi binary"
-#endif
 
 namespace strata::e2e {
 namespace {
 
-class GroupSnapshotsTest : public ::testing::Test {
+class GroupSnapshotsTest : public OverlayPluginTest {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (overlay mounts)";
-    char pattern[] = "/tmp/strata-groups-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-    plugin_ = std::make_unique<PluginProcess>(STRATA_CSI_BINARY, dir_, "overlay");
-    std::string error;
-    ASSERT_TRUE(plugin_->Start({}, &error)) << error << "\n" << Slurp(dir_ + "/plugin.log");
-  }
-  void TearDown() override {
-    if (dir_.empty()) return;
-    if (plugin_) plugin_->Kill();
-    UnmountAllUnder(dir_);
-    if (!HasFailure())
-      (void)node::RemoveTree(dir_);
-    else
-      std::cerr << "kept " << dir_ << " for inspection (plugin.log)\n";
-  }
+  GroupSnapshotsTest() : OverlayPluginTest("strata-groups") {}
 
   // A volume (restored from `snapshot_id` when given), staged and published; returns its id and
   // sets `target` to where a pod would see it.
@@ -98,9 +78,6 @@ class GroupSnapshotsTest : public ::testing::Test {
     for (const auto& entry : listed.entries()) ids.insert(entry.snapshot().snapshot_id());
     return ids;
   }
-
-  std::string dir_;
-  std::unique_ptr<PluginProcess> plugin_;
 };
 
 std::vector<std::string> MemberIds(const ::csi::v1::VolumeGroupSnapshot& group) {
@@ -207,6 +184,53 @@ TEST_F(GroupSnapshotsTest, CallsAreIdempotentValidatedAndSurviveARestart) {
   // The name is free again.
   ASSERT_TRUE(CreateGroup("g", {ids[0], ids[2]}, &response).ok());
   EXPECT_NE(response.group_snapshot().group_snapshot_id(), group_id);
+}
+
+TEST_F(GroupSnapshotsTest, ACutStoppedByACrashIsFinishedByTheRetryOrDeletedWhole) {
+  std::vector<std::string> ids, targets(3);
+  for (int i = 0; i < 3; ++i) ids.push_back(PublishedVolume("c" + std::to_string(i), &targets[i]));
+  const std::set<std::string> before = SnapshotIds();
+  // Killed after the first member is cut: the group is recorded, its other members are not.
+  plugin_->Kill();
+  ASSERT_TRUE(plugin_->Start({{"STRATA_CRASH_POINT", "group-after-member"}}));
+  ::csi::v1::CreateVolumeGroupSnapshotResponse response;
+  EXPECT_FALSE(CreateGroup("crashed", ids, &response).ok());
+  ASSERT_TRUE(plugin_->WaitForDeath(60000)) << "the crash point did not fire";
+  std::string error;
+  ASSERT_TRUE(plugin_->Start({}, &error)) << error;
+  EXPECT_EQ(SnapshotIds().size(), before.size() + 1) << "the first member was cut";
+
+  // The planned sources are in the record: other volumes under the name are refused.
+  EXPECT_EQ(CreateGroup("crashed", {ids[0], ids[1]}, &response).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  // The same call finishes the group, reusing the member already made.
+  ASSERT_TRUE(CreateGroup("crashed", ids, &response).ok());
+  ASSERT_EQ(response.group_snapshot().snapshots_size(), 3);
+  EXPECT_TRUE(response.group_snapshot().ready_to_use());
+  EXPECT_EQ(SnapshotIds().size(), before.size() + 3);
+  ASSERT_TRUE(DeleteGroup(response.group_snapshot().group_snapshot_id(),
+                          MemberIds(response.group_snapshot()))
+                  .ok());
+  EXPECT_EQ(SnapshotIds(), before);
+
+  // Crashed again, then deleted instead of retried: the member made so far goes too.
+  plugin_->Kill();
+  ASSERT_TRUE(plugin_->Start({{"STRATA_CRASH_POINT", "group-after-member"}}));
+  EXPECT_FALSE(CreateGroup("abandoned", ids, &response).ok());
+  ASSERT_TRUE(plugin_->WaitForDeath(60000));
+  ASSERT_TRUE(plugin_->Start({}, &error)) << error;
+  ASSERT_EQ(SnapshotIds().size(), before.size() + 1);
+  // The CO never got the id; an admin (or a later tool) deletes by the recorded group.
+  // Find it through a member's group_snapshot_id, as ListSnapshots reports it.
+  ::csi::v1::ListSnapshotsResponse listed;
+  ASSERT_TRUE(plugin_->controller().ListSnapshots(CallContext().get(), {}, &listed).ok());
+  std::string group_id;
+  for (const auto& entry : listed.entries())
+    if (!before.count(entry.snapshot().snapshot_id()))
+      group_id = entry.snapshot().group_snapshot_id();
+  ASSERT_FALSE(group_id.empty());
+  ASSERT_TRUE(DeleteGroup(group_id, {}).ok());
+  EXPECT_EQ(SnapshotIds(), before);
 }
 
 }  // namespace

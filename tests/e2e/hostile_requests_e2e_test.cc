@@ -22,11 +22,8 @@
 #include "node/paths.h"
 #include "tests/e2e/csi_calls.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/overlay_plugin_test.h"
 #include "tests/e2e/plugin_process.h"
-
-#ifndef STRATA_CSI_BINARY
-#error "STRATA_CSI_BINARY must name the strata-csi binary"
-#endif
 
 namespace strata::e2e {
 namespace {
@@ -48,27 +45,14 @@ std::string MountOptionsOf(const std::string& target) {
 // caps every message (csi/request_validation.h kMaxMessageBytes) well below it.
 constexpr size_t kShortMessage = 2048;
 
-class HostileRequestsTest : public ::testing::Test {
+class HostileRequestsTest : public OverlayPluginTest {
  protected:
+  HostileRequestsTest() : OverlayPluginTest("strata-hostile") {}
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (overlay mounts)";
-    char pattern[] = "/tmp/strata-hostile-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
+    OverlayPluginTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     pods_ = dir_ + "/pods";
     ASSERT_EQ(mkdir(pods_.c_str(), 0755), 0);
-    plugin_ = std::make_unique<PluginProcess>(STRATA_CSI_BINARY, dir_, "overlay");
-    std::string error;
-    ASSERT_TRUE(plugin_->Start({}, &error)) << error << "\n" << Slurp(dir_ + "/plugin.log");
-  }
-  void TearDown() override {
-    if (dir_.empty()) return;
-    if (plugin_) plugin_->Kill();
-    UnmountAllUnder(dir_);
-    if (!HasFailure())
-      (void)node::RemoveTree(dir_);
-    else
-      std::cerr << "kept " << dir_ << " for inspection (plugin.log)\n";
   }
 
   grpc::Status Create(const std::string& name, ::csi::v1::CreateVolumeResponse* response) {
@@ -122,9 +106,7 @@ class HostileRequestsTest : public ::testing::Test {
     return id;
   }
 
-  std::string dir_;
   std::string pods_;
-  std::unique_ptr<PluginProcess> plugin_;
 };
 
 // Case 1: an ephemeral volume id names a folder; a hostile one is refused before anything is

@@ -18,38 +18,15 @@
 #include "node/paths.h"
 #include "tests/e2e/csi_calls.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/overlay_plugin_test.h"
 #include "tests/e2e/plugin_process.h"
-
-#ifndef STRATA_CSI_BINARY
-#error "STRATA_CSI_BINARY must name the strata-csi binary"
-#endif
 
 namespace strata::e2e {
 namespace {
 
-class RecoveryE2eTest : public ::testing::Test {
+class RecoveryE2eTest : public OverlayPluginTest {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root (overlay mounts)";
-    char pattern[] = "/tmp/strata-recovery-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-    plugin_ = std::make_unique<PluginProcess>(STRATA_CSI_BINARY, dir_, "overlay");
-    std::string error;
-    ASSERT_TRUE(plugin_->Start({}, &error)) << error << "\n" << Slurp(dir_ + "/plugin.log");
-  }
-  void TearDown() override {
-    if (dir_.empty()) return;
-    if (plugin_) plugin_->Kill();
-    UnmountAllUnder(dir_);
-    if (!HasFailure())
-      (void)node::RemoveTree(dir_);
-    else
-      std::cerr << "kept " << dir_ << " for inspection (plugin.log)\n";
-  }
-
-  std::string dir_;
-  std::unique_ptr<PluginProcess> plugin_;
+  RecoveryE2eTest() : OverlayPluginTest("strata-recovery") {}
 };
 
 TEST_F(RecoveryE2eTest, CallsDuringRecoveryAreUnavailableAndNoVolumeIsLost) {
