@@ -1,6 +1,8 @@
 #include "common/sparse_file.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,6 +114,21 @@ void CoalesceExtents(std::vector<DataExtent>* extents, size_t max_extents) {
 absl::StatusOr<CopyFileStats> CopyFileData(int in, int out, const std::string& where,
                                            const CopyFileOptions& options) {
   CopyFileStats stats;
+  if (options.clone) {
+    int result;
+    do {
+      result = ioctl(out, FICLONE, in);
+    } while (result != 0 && errno == EINTR);
+    if (result == 0) {
+      stats.cloned = true;
+      stats.holes_known = true;  // the clone shares the extent map, holes and all
+      return stats;
+    }
+    // EOPNOTSUPP / EXDEV / EINVAL are the usual "cannot share here" (ext4, tmpfs, another
+    // filesystem, a NOCOW file on btrfs). Whatever the reason, the copy below reports real
+    // errors itself; a clone that stopped part way leaves nothing the copy keeps.
+    if (ftruncate(out, 0) != 0) return ErrnoStatus(errno, "truncate copy of", where);
+  }
   stats.holes_known = options.keep_holes;
   bool use_copy_file_range = options.copy_file_range;
   std::vector<char> buffer;

@@ -31,7 +31,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sys/mounter.h"
-#include "tests/drivers/loop_btrfs.h"
+#include "tests/drivers/loop_filesystem.h"
 
 namespace strata {
 namespace {
@@ -87,7 +87,7 @@ class DriverConformanceTest : public ::testing::TestWithParam<std::string> {
     std::string parent = "/var/tmp";
     if (GetParam() == "btrfs") {
       // A real btrfs on a loop file, shared by the process' btrfs tests
-      // (tests/drivers/loop_btrfs.h).
+      // (tests/drivers/loop_filesystem.h).
       auto mount_point = testing::SharedBtrfsMountPoint();
       if (!mount_point.ok())
         GTEST_SKIP() << "no btrfs for the btrfs driver: " << mount_point.status();

@@ -134,6 +134,7 @@ TEST_F(CopyFileDataTest, WithoutHoleSupportCopiesEveryByte) {
   sparsetest::MakeSparseFile(src_ + "/f", 8 * kMiB, writes_);
   CopyFileOptions options;
   options.keep_holes = false;  // what a filesystem without SEEK_DATA (EINVAL) gets
+  options.clone = false;       // (a reflink-capable /tmp would share the file instead)
   auto stats = Copy(src_ + "/f", dir_ + "/full", options);
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_FALSE(stats->holes_known);
@@ -146,6 +147,7 @@ TEST_F(CopyFileDataTest, WithoutCopyFileRangeStillKeepsHoles) {
   sparsetest::MakeSparseFile(src_ + "/f", 8 * kMiB, writes_);
   CopyFileOptions options;
   options.copy_file_range = false;  // what EXDEV / EOPNOTSUPP / ENOSYS fall back to
+  options.clone = false;
   auto stats = Copy(src_ + "/f", dir_ + "/rw", options);
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_TRUE(stats->holes_known);
@@ -158,7 +160,7 @@ TEST_F(CopyFileDataTest, WithoutCopyFileRangeStillKeepsHoles) {
 
 TEST_F(CopyFileDataTest, NeitherSeamKeepsContent) {
   sparsetest::MakeSparseFile(src_ + "/f", 8 * kMiB, writes_);
-  auto stats = Copy(src_ + "/f", dir_ + "/plain", CopyFileOptions{false, false});
+  auto stats = Copy(src_ + "/f", dir_ + "/plain", CopyFileOptions{false, false, false});
   ASSERT_TRUE(stats.ok()) << stats.status();
   ExpectSameBytes(src_ + "/f", dir_ + "/plain");
 }

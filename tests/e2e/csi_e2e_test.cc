@@ -1,6 +1,6 @@
 // End-to-end: the real strata-csi binary, driven over its unix socket exactly as kubelet, the
 // external-provisioner and stratactl drive it, on real mounts (overlay, vfs, and btrfs with the
-// store on a loop-file btrfs, tests/drivers/loop_btrfs.h). Needs root. The devmapper cases skip
+// store on a loop-file btrfs, tests/drivers/loop_filesystem.h). Needs root. The devmapper cases skip
 // without a kernel device-mapper; tools/dm-vm/run.sh runs them in a QEMU guest, each on its own
 // loop-file thin pool, with the sample image prepared on the host (STRATA_E2E_SAMPLES).
 
@@ -29,7 +29,7 @@
 #include "node/images/digest.h"
 #include "node/paths.h"
 #include "sys/devmapper.h"
-#include "tests/drivers/loop_btrfs.h"
+#include "tests/drivers/loop_filesystem.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/plugin_process.h"
 

@@ -1,7 +1,7 @@
 // Commits on real drivers and real mounts: a rich tree survives snapshot → restore on every
 // driver (both the mounted, copy-on-commit path and the unmounted, rebase path), and a chain of
 // 1,000 commits — flattened as it passes the depth limit — restores every snapshot. Needs root.
-// Runs here on overlay, vfs and btrfs (a loop-file btrfs, tests/drivers/loop_btrfs.h); the
+// Runs here on overlay, vfs and btrfs (a loop-file btrfs, tests/drivers/loop_filesystem.h); the
 // devmapper kernel test (tests/devmapper) compiles this file in and runs it on devmapper inside
 // a QEMU guest, with NewDriver routed to a loop-file thin pool.
 
@@ -20,7 +20,7 @@
 #include "gtest/gtest.h"
 #include "node/images/digest.h"
 #include "sys/mounter.h"
-#include "tests/drivers/loop_btrfs.h"
+#include "tests/drivers/loop_filesystem.h"
 #include "tests/node/node_test_util.h"
 
 namespace strata::node {

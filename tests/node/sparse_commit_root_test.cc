@@ -3,7 +3,7 @@
 // (the merged tree is copied) and saved (Exporter::Save, docker-save archive read back with GNU
 // tar); each time the file keeps its size, its written data and its holes (allocated blocks
 // within the written bytes plus a block or two per extent). Needs root; overlay, vfs and btrfs
-// (a loop-file btrfs, tests/drivers/loop_btrfs.h).
+// (a loop-file btrfs, tests/drivers/loop_filesystem.h).
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,7 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "node/exporter.h"
 #include "sys/mounter.h"
-#include "tests/drivers/loop_btrfs.h"
+#include "tests/drivers/loop_filesystem.h"
 #include "tests/node/node_test_util.h"
 #include "tests/sparse_test_util.h"
 

@@ -1,4 +1,4 @@
-#include "tests/drivers/loop_btrfs.h"
+#include "tests/drivers/loop_filesystem.h"
 
 #include <sys/mount.h>
 #include <unistd.h>
@@ -35,25 +35,26 @@ absl::Status RunCommand(const std::string& command) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<LoopBtrfs>> LoopBtrfs::Create(int64_t size_bytes) {
+absl::StatusOr<std::unique_ptr<LoopFilesystem>> LoopFilesystem::Create(const std::string& mkfs,
+                                                                       int64_t size_bytes) {
   if (geteuid() != 0) return absl::FailedPreconditionError("needs root (loop mounts)");
-  if (!OnPath("mkfs.btrfs")) {
-    return absl::FailedPreconditionError("mkfs.btrfs not found (install btrfs-progs)");
+  const std::string program = mkfs.substr(0, mkfs.find(' '));
+  if (!OnPath(program.c_str())) {
+    return absl::FailedPreconditionError(program + " not found (btrfs-progs, xfsprogs, e2fsprogs)");
   }
   if (access("/dev/loop-control", F_OK) != 0) {
     return absl::FailedPreconditionError("no loop devices (/dev/loop-control missing)");
   }
-  char dir[] = "/var/tmp/strata-btrfs-XXXXXX";
+  char dir[] = "/var/tmp/strata-loopfs-XXXXXX";
   if (mkdtemp(dir) == nullptr) return absl::InternalError("mkdtemp failed");
   const std::string image = std::string(dir) + "/img", mount_point = std::string(dir) + "/mnt";
-  absl::Status status =
-      RunCommand(absl::StrCat("truncate -s ", size_bytes, " ", image, " && mkfs.btrfs -q -f ",
-                              image, " && mkdir ", mount_point));
+  absl::Status status = RunCommand(absl::StrCat("truncate -s ", size_bytes, " ", image, " && ",
+                                                mkfs, " ", image, " && mkdir ", mount_point));
   if (status.ok()) {
     status = RunCommand(absl::StrCat("mount -o loop ", image, " ", mount_point));
     if (!status.ok()) {
-      status = absl::FailedPreconditionError("cannot loop-mount a btrfs image here: " +
-                                             std::string(status.message()));
+      status = absl::FailedPreconditionError("cannot loop-mount a " + program +
+                                             " image here: " + std::string(status.message()));
     }
   }
   unlink(image.c_str());  // the loop device keeps it open; space goes when it is detached
@@ -62,10 +63,10 @@ absl::StatusOr<std::unique_ptr<LoopBtrfs>> LoopBtrfs::Create(int64_t size_bytes)
     rmdir(dir);
     return status;
   }
-  return std::unique_ptr<LoopBtrfs>(new LoopBtrfs(dir, mount_point));
+  return std::unique_ptr<LoopFilesystem>(new LoopFilesystem(dir, mount_point));
 }
 
-LoopBtrfs::~LoopBtrfs() {
+LoopFilesystem::~LoopFilesystem() {
   // The loop device was set up with autoclear by mount(8): unmounting detaches it.
   if (umount2(mount_point_.c_str(), 0) != 0 && errno == EBUSY) {
     umount2(mount_point_.c_str(), MNT_DETACH);
@@ -74,7 +75,7 @@ LoopBtrfs::~LoopBtrfs() {
   rmdir(dir_.c_str());
 }
 
-absl::Status LoopBtrfs::EnableQuotas() {
+absl::Status LoopFilesystem::EnableQuotas() {
   return RunCommand(absl::StrCat("btrfs quota enable ", mount_point_, " && btrfs quota rescan -w ",
                                  mount_point_));
 }
