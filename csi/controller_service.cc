@@ -244,6 +244,38 @@ grpc::Status ControllerService::GetCapacity(grpc::ServerContext*,
   });
 }
 
+grpc::Status ControllerService::ControllerExpandVolume(
+    grpc::ServerContext*, const ::csi::v1::ControllerExpandVolumeRequest* request,
+    ::csi::v1::ControllerExpandVolumeResponse* response) {
+  return context_->Call(
+      "ControllerExpandVolume", Echo(request->volume_id()), [&]() -> absl::Status {
+        RETURN_IF_ERROR(ValidateId(request->volume_id(), "volume_id"));
+        if (!request->has_capacity_range())
+          return absl::InvalidArgumentError("capacity_range is required");
+        const int64_t required = request->capacity_range().required_bytes();
+        const int64_t limit = request->capacity_range().limit_bytes();
+        if (required < 0 || limit < 0)
+          return absl::InvalidArgumentError("capacity_range bytes must not be negative");
+        if (required == 0 && limit == 0)
+          return absl::InvalidArgumentError("capacity_range needs required_bytes or limit_bytes");
+        if (limit > 0 && required > limit) {
+          return absl::OutOfRangeError(
+              absl::StrCat("required_bytes ", required, " exceeds limit_bytes ", limit));
+        }
+        if (request->has_volume_capability())
+          RETURN_IF_ERROR(CheckCapability(request->volume_capability()));
+        ASSIGN_OR_RETURN(
+            node::VolumeLocks::Lock lock,
+            context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
+        ASSIGN_OR_RETURN(
+            node::VolumeManager::ExpandResult expanded,
+            context_->volumes->Expand(request->volume_id(), required > 0 ? required : limit));
+        response->set_capacity_bytes(expanded.capacity_bytes);
+        response->set_node_expansion_required(expanded.node_expansion_required);
+        return absl::OkStatus();
+      });
+}
+
 void ControllerService::FillSnapshot(const node::SnapshotRecord& record,
                                      ::csi::v1::Snapshot* snapshot) {
   snapshot->set_snapshot_id(record.id);
@@ -356,7 +388,8 @@ grpc::Status ControllerService::ControllerGetCapabilities(
                       ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
                       ControllerServiceCapability::RPC::LIST_SNAPSHOTS,
                       ControllerServiceCapability::RPC::GET_SNAPSHOT,
-                      ControllerServiceCapability::RPC::CLONE_VOLUME}) {
+                      ControllerServiceCapability::RPC::CLONE_VOLUME,
+                      ControllerServiceCapability::RPC::EXPAND_VOLUME}) {
       response->add_capabilities()->mutable_rpc()->set_type(type);
     }
     return absl::OkStatus();

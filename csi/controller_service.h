@@ -30,11 +30,14 @@ class ControllerService final : public ::csi::v1::Controller::Service {
                              ::csi::v1::ListSnapshotsResponse* response) override;
   grpc::Status GetSnapshot(grpc::ServerContext*, const ::csi::v1::GetSnapshotRequest* request,
                            ::csi::v1::GetSnapshotResponse* response) override;
+  grpc::Status ControllerExpandVolume(grpc::ServerContext*,
+                                      const ::csi::v1::ControllerExpandVolumeRequest* request,
+                                      ::csi::v1::ControllerExpandVolumeResponse* response) override;
   grpc::Status ControllerGetCapabilities(
       grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest* request,
       ::csi::v1::ControllerGetCapabilitiesResponse* response) override;
 
- // The CSI form of a snapshot record (the GroupController fills its members with it too).
+  // The CSI form of a snapshot record (the GroupController fills its members with it too).
   static void FillSnapshot(const node::SnapshotRecord& record, ::csi::v1::Snapshot* snapshot);
 
  private:

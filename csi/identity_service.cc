@@ -25,6 +25,9 @@ grpc::Status IdentityService::GetPluginCapabilities(
                       PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS}) {
       response->add_capabilities()->mutable_service()->set_type(type);
     }
+    // Every driver grows a volume while it is in use (docs/drivers/*.md, "Expansion").
+    response->add_capabilities()->mutable_volume_expansion()->set_type(
+        PluginCapability::VolumeExpansion::ONLINE);
     return absl::OkStatus();
   });
 }

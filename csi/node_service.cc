@@ -167,6 +167,36 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
   });
 }
 
+grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*,
+                                           const ::csi::v1::NodeExpandVolumeRequest* request,
+                                           ::csi::v1::NodeExpandVolumeResponse* response) {
+  return context_->Call("NodeExpandVolume", Echo(request->volume_id()), [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireVolumeId(request->volume_id()));
+    RETURN_IF_ERROR(ValidatePath(request->volume_path(), "volume_path"));
+    if (!request->staging_target_path().empty())
+      RETURN_IF_ERROR(ValidatePath(request->staging_target_path(), "staging_target_path"));
+    if (request->has_volume_capability())
+      RETURN_IF_ERROR(CheckCapability(request->volume_capability()));
+    const int64_t required = request->capacity_range().required_bytes();
+    const int64_t limit = request->capacity_range().limit_bytes();
+    if (required < 0 || limit < 0)
+      return absl::InvalidArgumentError("capacity_range bytes must not be negative");
+    ASSIGN_OR_RETURN(
+        node::VolumeLocks::Lock lock,
+        context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
+    // ControllerExpandVolume recorded the new capacity; this grows what waits for a mount.
+    ASSIGN_OR_RETURN(int64_t capacity,
+                     context_->volumes->ExpandOnNode(request->volume_id(), request->volume_path()));
+    if (capacity > 0 && required > capacity) {
+      return absl::OutOfRangeError(absl::StrCat("volume ", request->volume_id(), " has ", capacity,
+                                                " bytes, less than required_bytes ", required,
+                                                ": expand it on the controller first"));
+    }
+    response->set_capacity_bytes(capacity > 0 ? capacity : required);
+    return absl::OkStatus();
+  });
+}
+
 grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
                                               const ::csi::v1::NodeGetCapabilitiesRequest*,
                                               ::csi::v1::NodeGetCapabilitiesResponse* response) {
@@ -174,7 +204,8 @@ grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
     for (auto type : {NodeServiceCapability::RPC::STAGE_UNSTAGE_VOLUME,
                       NodeServiceCapability::RPC::GET_VOLUME_STATS,
                       NodeServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER,
-                      NodeServiceCapability::RPC::VOLUME_CONDITION}) {
+                      NodeServiceCapability::RPC::VOLUME_CONDITION,
+                      NodeServiceCapability::RPC::EXPAND_VOLUME}) {
       response->add_capabilities()->mutable_rpc()->set_type(type);
     }
     return absl::OkStatus();

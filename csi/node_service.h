@@ -29,6 +29,9 @@ class NodeService final : public ::csi::v1::Node::Service {
   grpc::Status NodeGetVolumeStats(grpc::ServerContext*,
                                   const ::csi::v1::NodeGetVolumeStatsRequest* request,
                                   ::csi::v1::NodeGetVolumeStatsResponse* response) override;
+  grpc::Status NodeExpandVolume(grpc::ServerContext*,
+                                const ::csi::v1::NodeExpandVolumeRequest* request,
+                                ::csi::v1::NodeExpandVolumeResponse* response) override;
   grpc::Status NodeGetCapabilities(grpc::ServerContext*,
                                    const ::csi::v1::NodeGetCapabilitiesRequest* request,
                                    ::csi::v1::NodeGetCapabilitiesResponse* response) override;

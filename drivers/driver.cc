@@ -18,6 +18,10 @@ absl::StatusOr<bool> Driver::Exists(const std::string& id) {
   return std::find(ids->begin(), ids->end(), id) != ids->end();
 }
 
+absl::StatusOr<bool> Driver::Expand(const std::string&, int64_t, const std::string&) {
+  return true;  // capacity is recorded by the caller, not enforced here
+}
+
 absl::StatusOr<ContentKind> Driver::Quarantine(const std::string&, const std::string&) {
   return absl::UnimplementedError(std::string(name()) + " driver cannot quarantine content");
 }

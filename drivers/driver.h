@@ -123,6 +123,16 @@ class Driver {
   // Bytes free for new content where the driver stores it (GetCapacity).
   virtual absl::StatusOr<int64_t> FreeBytes() = 0;
 
+  // Raises active snapshot `id`'s capacity to `capacity_bytes` (callers refuse a shrink; a
+  // value at or below what the driver already gives is a no-op). `mount_point` is where the
+  // active is mounted, "" when it is not. Enforcing drivers raise their limit: btrfs its
+  // qgroup's, devmapper the thin device's size and then its filesystem's (ext4 mounted or not,
+  // xfs only while mounted). Drivers that only record capacity (overlay, vfs; btrfs without
+  // quotas) do nothing. Idempotent: a call repeated after a crash finishes the work. Returns
+  // false when part of it waits for the active to be mounted (call again with `mount_point`).
+  virtual absl::StatusOr<bool> Expand(const std::string& id, int64_t capacity_bytes,
+                                      const std::string& mount_point);
+
   // ---- Quarantine (issue 8) ----
   // Content the caller's metadata cannot account for is set aside, never deleted, until an admin
   // restores or purges it. The caller checks that the content is not mounted first.

@@ -180,6 +180,24 @@ class VolumeManager {
   // is missing on disk (the message names it), or when the mount at `volume_path` is gone.
   absl::StatusOr<VolumeUsage> Usage(const std::string& volume_id, const std::string& volume_path);
 
+  // ---- Expansion (node/volume_expand.cc) ----
+  //
+  // ControllerExpandVolume: raises the volume's capacity to `capacity_bytes` (the driver's
+  // limit first, then the label, then the record, so a retry after a crash anywhere finishes
+  // it). Less than the recorded capacity is OutOfRange; the same is a no-op; a volume made
+  // without a capacity has no limit to raise and stays so. `node_expansion_required` when the
+  // filesystem grows only once mounted (devmapper, volume not staged).
+  struct ExpandResult {
+    int64_t capacity_bytes = 0;
+    bool node_expansion_required = false;
+  };
+  absl::StatusOr<ExpandResult> Expand(const std::string& volume_id, int64_t capacity_bytes);
+  // NodeExpandVolume: finishes an expansion with the volume mounted at `volume_path` (its
+  // staging path or a target; NotFound elsewhere), growing its filesystem where that waits for
+  // a mount. Returns the capacity.
+  absl::StatusOr<int64_t> ExpandOnNode(const std::string& volume_id,
+                                       const std::string& volume_path);
+
   // ---- Commits (node/volume_commits.cc) ----
   //
   // A commit turns a volume's writable layer into a new read-only layer on top of its chain

@@ -102,6 +102,20 @@ absl::Status BtrfsDriver::Prepare(const std::string& id, const Chain& parents,
   return SyncDir(home_);
 }
 
+absl::StatusOr<bool> BtrfsDriver::Expand(const std::string& id, int64_t capacity_bytes,
+                                         const std::string&) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  if (capacity_bytes <= 0) return absl::InvalidArgumentError("btrfs: capacity must be positive");
+  const std::string path = SubvolumePath(id);
+  ASSIGN_OR_RETURN(bool exists, btrfs::IsSubvolume(path));
+  if (!exists) return absl::NotFoundError("btrfs: active snapshot " + id + " not found");
+  ASSIGN_OR_RETURN(btrfs::QuotaState quota, btrfs::GetQuotaState(home_));
+  if (!quota.enabled) return true;  // capacity is only recorded without quotas
+  // Online: the kernel applies a new limit to the mounted subvolume at once.
+  RETURN_IF_ERROR(btrfs::SetReferencedLimit(path, static_cast<uint64_t>(capacity_bytes)));
+  return true;
+}
+
 absl::StatusOr<std::vector<sys::Mount>> BtrfsDriver::Mounts(const std::string& id,
                                                             const Chain& parents) {
   RETURN_IF_ERROR(CheckIds({id}, "snapshot"));

@@ -545,6 +545,43 @@ absl::Status DevmapperDriver::Prepare(const std::string& id, const Chain& parent
   return WriteRecord(record);
 }
 
+absl::StatusOr<bool> DevmapperDriver::Expand(const std::string& id, int64_t capacity_bytes,
+                                             const std::string& mount_point) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  if (capacity_bytes <= 0)
+    return absl::InvalidArgumentError("devmapper: capacity must be positive");
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<Record> record = ReadRecord(devices_ + "/" + id + ".json");
+  if (absl::IsNotFound(record.status()) ||
+      (record.ok() && (record->kind != "active" || record->state != kActive))) {
+    return absl::NotFoundError("devmapper: active snapshot " + id + " not found");
+  }
+  RETURN_IF_ERROR(record.status());
+  const int64_t size = RoundUp(capacity_bytes, kMiB);
+  if (size > record->size_bytes) {
+    RETURN_IF_ERROR(CheckFreeSpace("expand " + id));
+    ASSIGN_OR_RETURN(sys::DeviceInfo info, dm_->GetDeviceInfo(DeviceName(id)));
+    // An inactive device takes the new size from the record when it is next activated.
+    if (info.exists) {
+      RETURN_IF_ERROR(dm_->ResizeThin(DeviceName(id), options_.thin_pool, record->dev_id, size));
+    }
+    CrashPoint("devmapper-expand-after-table");
+    record->size_bytes = size;
+    RETURN_IF_ERROR(WriteRecord(*record));
+  }
+  // The filesystem grows to the device's size, online: growing one that already fills it
+  // changes nothing, so a retry (or NodeExpandVolume after ControllerExpandVolume) is safe.
+  // Unmounted, it waits: an offline resize2fs wants a fresh `e2fsck -f` first, and xfs grows
+  // only while mounted; kubelet calls NodeExpandVolume once the volume is staged again.
+  if (mount_point.empty()) return false;
+  if (options_.fs_type == "xfs") {
+    RETURN_IF_ERROR(RunToolOk({"xfs_growfs", mount_point}));
+  } else {
+    RETURN_IF_ERROR(RunToolOk({"resize2fs", dm_->DevicePath(DeviceName(id))}));
+  }
+  return true;
+}
+
 absl::StatusOr<std::vector<sys::Mount>> DevmapperDriver::Mounts(const std::string& id,
                                                                 const Chain& parents) {
   RETURN_IF_ERROR(CheckIds({id}, "snapshot"));

@@ -97,6 +97,11 @@ class DevmapperDriver : public Driver {
   absl::StatusOr<bool> Exists(const std::string& id) override;
   // Free data bytes of the pool above the min_free_percent reserve.
   absl::StatusOr<int64_t> FreeBytes() override;
+  // Grows the thin device (a new table, swapped in online) and then, while mounted, its
+  // filesystem (resize2fs for ext4, xfs_growfs for xfs); unmounted, the filesystem waits for
+  // the next call with a mount point (false).
+  absl::StatusOr<bool> Expand(const std::string& id, int64_t capacity_bytes,
+                              const std::string& mount_point) override;
   absl::StatusOr<ContentKind> Quarantine(const std::string& id, const std::string& dest) override;
   absl::Status Unquarantine(const std::string& dest, ContentKind kind,
                             const std::string& id) override;

@@ -362,6 +362,34 @@ TEST_F(DevmapperKernelTest, CapacityAboveTheBaseGrowsTheFilesystem) {
   ASSERT_TRUE(mounter_->Unmount(target).ok());
 }
 
+// Online expansion (ControllerExpandVolume + NodeExpandVolume on a staged volume): the device
+// grows under the mounted ext4, resize2fs grows it in place, and more than the old size fits
+// with what was written before intact.
+TEST_F(DevmapperKernelTest, ExpandGrowsAMountedFilesystemOnline) {
+  ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
+  std::string target = MountActive("vol", {});
+  ASSERT_FALSE(target.empty());
+  WriteBytes(target + "/before", 16 * kKernelTestMiB, 'a');
+  struct statvfs st;
+  ASSERT_EQ(statvfs(target.c_str(), &st), 0);
+  EXPECT_LE(static_cast<int64_t>(st.f_blocks) * st.f_frsize, drivers::kBaseSize);
+
+  auto expanded = driver_->Expand("vol", 160 * kKernelTestMiB, target);
+  ASSERT_TRUE(expanded.ok()) << expanded.status();
+  EXPECT_TRUE(*expanded);
+  ASSERT_EQ(statvfs(target.c_str(), &st), 0);
+  EXPECT_GT(static_cast<int64_t>(st.f_blocks) * st.f_frsize, 140 * kKernelTestMiB);
+  WriteBytes(target + "/after", 96 * kKernelTestMiB, 'b');
+  EXPECT_EQ(FileSize(target + "/after"), 96 * kKernelTestMiB);
+  EXPECT_EQ(FileSize(target + "/before"), 16 * kKernelTestMiB);
+  ASSERT_TRUE(mounter_->Unmount(target).ok());
+  // The size outlives the mount: mounted again, the filesystem is still the grown one.
+  target = MountActive("vol", {});
+  ASSERT_EQ(statvfs(target.c_str(), &st), 0);
+  EXPECT_GT(static_cast<int64_t>(st.f_blocks) * st.f_frsize, 140 * kKernelTestMiB);
+  ASSERT_TRUE(mounter_->Unmount(target).ok());
+}
+
 TEST_F(DevmapperKernelTest, PoolBelowMinimumIsResourceExhaustedWithNothingHalfMade) {
   ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
   std::string target = MountActive("vol", {});

@@ -394,6 +394,56 @@ TEST_F(DevmapperUnitTest, XfsMountsAndNoGrowth) {
   EXPECT_THAT(dm_->calls(), IsEmpty());
 }
 
+// Expansion: the thin device gets a larger table at once (online: a table swap), the
+// filesystem grows only while mounted (resize2fs online for ext4, xfs_growfs for xfs), and a
+// repeat grows nothing more.
+TEST_F(DevmapperUnitTest, ExpandGrowsTheDeviceThenTheMountedFilesystem) {
+  Start();
+  ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
+  (void)driver_->Mounts("vol", {});  // activates the device
+  dm_->ClearCalls();
+  tool_calls_.clear();
+  const int64_t grown = 2 * kBase;
+  auto unmounted = driver_->Expand("vol", grown, "");
+  ASSERT_TRUE(unmounted.ok()) << unmounted.status();
+  EXPECT_FALSE(*unmounted) << "the filesystem waits for a mount";
+  EXPECT_THAT(dm_->calls(), Contains(absl::StrCat("resize pool-snap-vol ", grown)));
+  EXPECT_THAT(tool_calls_, IsEmpty());
+  EXPECT_EQ(dm_->GetDeviceInfo("pool-snap-vol")->size_bytes, grown);
+
+  dm_->ClearCalls();
+  auto mounted = driver_->Expand("vol", grown, "/staging/vol");
+  ASSERT_TRUE(mounted.ok()) << mounted.status();
+  EXPECT_TRUE(*mounted);
+  EXPECT_THAT(dm_->calls(), ::testing::Not(Contains(HasSubstr("resize"))))
+      << "the device is already that size";
+  EXPECT_THAT(tool_calls_, ElementsAre("resize2fs /dev/mapper/pool-snap-vol"));
+
+  // A smaller size than the device has changes nothing; an unknown id is NotFound.
+  dm_->ClearCalls();
+  ASSERT_TRUE(driver_->Expand("vol", kBase, "").ok());
+  EXPECT_THAT(dm_->calls(), ::testing::Not(Contains(HasSubstr("resize"))));
+  EXPECT_TRUE(absl::IsNotFound(driver_->Expand("nosuch", grown, "").status()));
+
+  // The record keeps the size: a restart (recovery) re-activates the device at it.
+  Start();
+  (void)driver_->Mounts("vol", {});
+  EXPECT_EQ(dm_->GetDeviceInfo("pool-snap-vol")->size_bytes, grown);
+  ExpectConsistent();
+}
+
+TEST_F(DevmapperUnitTest, ExpandGrowsXfsThroughItsMountPoint) {
+  options_.fs_type = "xfs";
+  Start();
+  ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());
+  (void)driver_->Mounts("vol", {});
+  tool_calls_.clear();
+  auto expanded = driver_->Expand("vol", 2 * kBase, "/staging/vol");
+  ASSERT_TRUE(expanded.ok()) << expanded.status();
+  EXPECT_TRUE(*expanded);
+  EXPECT_THAT(tool_calls_, ElementsAre("xfs_growfs /staging/vol"));
+}
+
 TEST_F(DevmapperUnitTest, DeviceFailuresLeaveNothingHalfMade) {
   Start();
   ASSERT_TRUE(driver_->Prepare("vol", {}, {}).ok());

@@ -297,6 +297,18 @@ TEST(BtrfsQuotaTest, CapacityIsEnforcedWithQuotas) {
   error = WriteBytes(driver.SubvolumePath("empty") + "/f", 8 << 20);
   EXPECT_EQ(error, EDQUOT) << strerror(error);
 
+  // Expansion (online: nothing is unmounted) raises the limit, and the write that failed fits.
+  ASSERT_EQ(unlink((driver.SubvolumePath("empty") + "/f").c_str()), 0);
+  auto expanded = driver.Expand("empty", 16 << 20, "");
+  ASSERT_TRUE(expanded.ok()) << expanded.status();
+  EXPECT_TRUE(*expanded);
+  auto raised = btrfs::GetQgroupUsage(driver.SubvolumePath("empty"));
+  ASSERT_TRUE(raised.ok()) << raised.status();
+  EXPECT_EQ(raised->max_referenced, 16u << 20);
+  error = WriteBytes(driver.SubvolumePath("empty") + "/f", 8 << 20);
+  EXPECT_EQ(error, 0) << strerror(error);
+  EXPECT_TRUE(absl::IsNotFound(driver.Expand("nosuch", 16 << 20, "").status()));
+
   // A layer frozen from a limited volume carries the limit, and btrfs copies a snapshot
   // source's limit: a volume prepared on it without capacity must still be unlimited.
   ASSERT_TRUE(driver.Prepare("lim", {"base"}, {.capacity_bytes = 8 << 20}).ok());
