@@ -244,6 +244,7 @@ grpc::Status ControllerService::GetCapacity(grpc::ServerContext*,
   });
 }
 
+// Not advertised (see ControllerGetCapabilities); for callers on the volume's own node.
 grpc::Status ControllerService::ControllerExpandVolume(
     grpc::ServerContext*, const ::csi::v1::ControllerExpandVolumeRequest* request,
     ::csi::v1::ControllerExpandVolumeResponse* response) {
@@ -382,14 +383,17 @@ grpc::Status ControllerService::ControllerGetCapabilities(
     grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest*,
     ::csi::v1::ControllerGetCapabilitiesResponse* response) {
   return context_->Call("ControllerGetCapabilities", "", [&] {
+    // EXPAND_VOLUME is not advertised, though ControllerExpandVolume works: csi-resizer runs
+    // one elected instance for the cluster, whose local plugin does not hold a volume of
+    // another node. Advertising only the node's EXPAND_VOLUME makes it mark the PV and leave
+    // the expansion to NodeExpandVolume on the volume's own node.
     for (auto type : {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME,
                       ControllerServiceCapability::RPC::LIST_VOLUMES,
                       ControllerServiceCapability::RPC::GET_CAPACITY,
                       ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
                       ControllerServiceCapability::RPC::LIST_SNAPSHOTS,
                       ControllerServiceCapability::RPC::GET_SNAPSHOT,
-                      ControllerServiceCapability::RPC::CLONE_VOLUME,
-                      ControllerServiceCapability::RPC::EXPAND_VOLUME}) {
+                      ControllerServiceCapability::RPC::CLONE_VOLUME}) {
       response->add_capabilities()->mutable_rpc()->set_type(type);
     }
     return absl::OkStatus();

@@ -184,14 +184,11 @@ grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*,
     ASSIGN_OR_RETURN(
         node::VolumeLocks::Lock lock,
         context_->locks->TryAcquire(request->volume_id(), "volume " + request->volume_id()));
-    // ControllerExpandVolume recorded the new capacity; this grows what waits for a mount.
+    // Strata expands here, on the volume's node: csi-resizer (one elected instance for the
+    // cluster) only marks the PV, and kubelet on the node calls this with the new size.
     ASSIGN_OR_RETURN(int64_t capacity,
-                     context_->volumes->ExpandOnNode(request->volume_id(), request->volume_path()));
-    if (capacity > 0 && required > capacity) {
-      return absl::OutOfRangeError(absl::StrCat("volume ", request->volume_id(), " has ", capacity,
-                                                " bytes, less than required_bytes ", required,
-                                                ": expand it on the controller first"));
-    }
+                     context_->volumes->ExpandOnNode(request->volume_id(), request->volume_path(),
+                                                     required > 0 ? required : limit));
     response->set_capacity_bytes(capacity > 0 ? capacity : required);
     return absl::OkStatus();
   });

@@ -182,21 +182,21 @@ class VolumeManager {
 
   // ---- Expansion (node/volume_expand.cc) ----
   //
-  // ControllerExpandVolume: raises the volume's capacity to `capacity_bytes` (the driver's
-  // limit first, then the label, then the record, so a retry after a crash anywhere finishes
-  // it). Less than the recorded capacity is OutOfRange; the same is a no-op; a volume made
-  // without a capacity has no limit to raise and stays so. `node_expansion_required` when the
-  // filesystem grows only once mounted (devmapper, volume not staged).
+  // A larger capacity for a volume: the driver's limit first (a qgroup, a thin device and its
+  // filesystem), then the label, then the record, so a retry after a crash anywhere finishes
+  // it. Less than the recorded capacity is OutOfRange; the same is a no-op; a volume made
+  // without a capacity has no limit to raise and stays so.
   struct ExpandResult {
     int64_t capacity_bytes = 0;
-    bool node_expansion_required = false;
+    bool node_expansion_required = false;  // the filesystem grows once mounted (devmapper)
   };
+  // ControllerExpandVolume.
   absl::StatusOr<ExpandResult> Expand(const std::string& volume_id, int64_t capacity_bytes);
-  // NodeExpandVolume: finishes an expansion with the volume mounted at `volume_path` (its
-  // staging path or a target; NotFound elsewhere), growing its filesystem where that waits for
-  // a mount. Returns the capacity.
-  absl::StatusOr<int64_t> ExpandOnNode(const std::string& volume_id,
-                                       const std::string& volume_path);
+  // NodeExpandVolume, where kubelet asks for the size (`capacity_bytes`, 0: the recorded one)
+  // with the volume mounted at `volume_path` (its staging path or a target; NotFound
+  // elsewhere): raises the capacity and grows the filesystem. Returns the capacity.
+  absl::StatusOr<int64_t> ExpandOnNode(const std::string& volume_id, const std::string& volume_path,
+                                       int64_t capacity_bytes);
 
   // ---- Commits (node/volume_commits.cc) ----
   //
@@ -277,6 +277,9 @@ class VolumeManager {
   // Stage without the outside-the-store check: ephemeral volumes stage under volumes_dir.
   absl::Status StageAt(const std::string& volume_id, const std::string& staging_path);
   absl::StatusOr<VolumeRecord> MustGet(const std::string& volume_id);
+  // Expand's work on a loaded record; `mount_point` "" when not mounted.
+  absl::StatusOr<ExpandResult> Grow(VolumeRecord volume, int64_t capacity_bytes,
+                                    const std::string& mount_point);
   // Unstages and deletes ephemeral volume `volume_id` whose private mount is `private_mount`.
   absl::Status TearDownEphemeral(const std::string& volume_id, const std::string& private_mount);
   absl::Status MountVolume(const VolumeRecord& volume, const std::string& where);

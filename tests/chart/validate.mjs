@@ -397,13 +397,13 @@ function chartFactChecks() {
   for (const sc of byKind("StorageClass")) {
     check(sc.provisioner === driverName, W, `StorageClass ${sc.metadata.name} provisioner must be ${driverName}`);
     check(sc.volumeBindingMode === "WaitForFirstConsumer", W, `StorageClass ${sc.metadata.name} must be WaitForFirstConsumer`);
-    // The plugin does not advertise EXPAND_VOLUME yet: offering expansion only makes PVC resizes hang.
-    check(sc.allowVolumeExpansion === false, W, `StorageClass ${sc.metadata.name} must not allow volume expansion`);
+    // Expansion needs csi-resizer to mark the PVC: offered exactly when it runs.
+    check(sc.allowVolumeExpansion === Boolean(byName["csi-resizer"]), W,
+          `StorageClass ${sc.metadata.name} allowVolumeExpansion=${sc.allowVolumeExpansion} but csi-resizer ${byName["csi-resizer"] ? "runs" : "does not run"}`);
     // The plugin rejects unknown parameters; the provisioner strips csi.storage.k8s.io/* keys.
     for (const k of Object.keys(sc.parameters ?? {}))
       check(k === "image" || k.startsWith("csi.storage.k8s.io/"), W, `StorageClass ${sc.metadata.name} parameter ${k} is unknown to the plugin`);
   }
-  check(!byName["csi-resizer"], W, "no csi-resizer while the plugin cannot expand volumes");
   for (const vsc of byKind("VolumeSnapshotClass")) check(vsc.driver === driverName, W, "VolumeSnapshotClass driver mismatch");
   if (byKind("VolumeSnapshotClass").length) check(snap, W, "a VolumeSnapshotClass without a csi-snapshotter");
 

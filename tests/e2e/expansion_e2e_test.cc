@@ -1,8 +1,10 @@
 // End-to-end, volume expansion (issue 11) on the real strata-csi with the overlay driver: the
-// capabilities csi-resizer and kubelet look for, ControllerExpandVolume raising the recorded
-// capacity (what NodeGetVolumeStats and ListVolumes then report), the spec's codes for a
-// shrink, a missing range, an unknown volume or a path where the volume is not, and a plugin
-// killed in the middle of an expansion finishing it on the retry. Needs root.
+// capabilities csi-resizer and kubelet look for (node expansion only, so the cluster's one
+// csi-resizer leaves the work to kubelet on the volume's node), NodeExpandVolume and
+// ControllerExpandVolume raising the recorded capacity (what NodeGetVolumeStats and ListVolumes
+// then report), the spec's codes for a shrink, a missing range, an unknown volume or a path
+// where the volume is not, and a plugin killed in the middle of an expansion finishing it on
+// the retry. Needs root.
 // (Enforcement of the larger capacity is the drivers' part: btrfs_driver_test and the
 // devmapper guest test write past the old limit.)
 
@@ -73,7 +75,7 @@ class ExpansionTest : public OverlayPluginTest {
   }
 };
 
-TEST_F(ExpansionTest, AdvertisesOnlineExpansionOnControllerAndNode) {
+TEST_F(ExpansionTest, AdvertisesOnlineNodeExpansionOnly) {
   ::csi::v1::GetPluginCapabilitiesResponse plugin;
   ASSERT_TRUE(plugin_->identity().GetPluginCapabilities(CallContext().get(), {}, &plugin).ok());
   bool online = false;
@@ -90,7 +92,9 @@ TEST_F(ExpansionTest, AdvertisesOnlineExpansionOnControllerAndNode) {
     controller_expand =
         controller_expand ||
         capability.rpc().type() == ::csi::v1::ControllerServiceCapability::RPC::EXPAND_VOLUME;
-  EXPECT_TRUE(controller_expand);
+  EXPECT_FALSE(controller_expand)
+      << "csi-resizer would call ControllerExpandVolume on its own node's plugin, which does not "
+         "hold the volume";
   ::csi::v1::NodeGetCapabilitiesResponse node;
   ASSERT_TRUE(plugin_->node().NodeGetCapabilities(CallContext().get(), {}, &node).ok());
   bool node_expand = false;
@@ -100,7 +104,7 @@ TEST_F(ExpansionTest, AdvertisesOnlineExpansionOnControllerAndNode) {
   EXPECT_TRUE(node_expand);
 }
 
-TEST_F(ExpansionTest, AStagedVolumeGrowsAndReportsItsNewCapacity) {
+TEST_F(ExpansionTest, KubeletsNodeExpandGrowsAPublishedVolume) {
   const std::string id = CreateWithCapacity("grow", 8 * kMiB);
   const std::string staging = dir_ + "/staging", target = dir_ + "/pod";
   ASSERT_TRUE(StageVolume(*plugin_, id, staging).ok());
@@ -108,28 +112,33 @@ TEST_F(ExpansionTest, AStagedVolumeGrowsAndReportsItsNewCapacity) {
   Spit(target + "/kept", "written before the expansion");
   EXPECT_EQ(StatsTotalBytes(id, target), 8 * kMiB);
 
-  ::csi::v1::ControllerExpandVolumeResponse expanded;
-  grpc::Status status = Expand(id, 32 * kMiB, &expanded);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(expanded.capacity_bytes(), 32 * kMiB);
-  EXPECT_FALSE(expanded.node_expansion_required()) << "overlay has no filesystem to grow";
-  EXPECT_EQ(StatsTotalBytes(id, target), 32 * kMiB);
-  EXPECT_EQ(ListedCapacity(id), 32 * kMiB);
-
-  // kubelet's NodeExpandVolume on the published path, and a retry of either call: no change.
+  // What kubelet does after csi-resizer's trivial resize: NodeExpandVolume with the new size
+  // on the published path.
   ::csi::v1::NodeExpandVolumeResponse node;
-  status = NodeExpand(id, target, 32 * kMiB, &node);
+  grpc::Status status = NodeExpand(id, target, 32 * kMiB, &node);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(node.capacity_bytes(), 32 * kMiB);
-  ASSERT_TRUE(Expand(id, 32 * kMiB, &expanded).ok());
-  EXPECT_EQ(expanded.capacity_bytes(), 32 * kMiB);
+  EXPECT_EQ(StatsTotalBytes(id, target), 32 * kMiB);
+  EXPECT_EQ(ListedCapacity(id), 32 * kMiB);
+  // A retry, and a call without a size (finish what is pending), change nothing.
+  ASSERT_TRUE(NodeExpand(id, target, 32 * kMiB, &node).ok());
+  ASSERT_TRUE(NodeExpand(id, staging, 0, &node).ok());
+  EXPECT_EQ(node.capacity_bytes(), 32 * kMiB);
   EXPECT_EQ(Slurp(target + "/kept"), "written before the expansion");
+
+  // ControllerExpandVolume (for callers on this node) grows it the same way.
+  ::csi::v1::ControllerExpandVolumeResponse expanded;
+  status = Expand(id, 48 * kMiB, &expanded);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(expanded.capacity_bytes(), 48 * kMiB);
+  EXPECT_FALSE(expanded.node_expansion_required()) << "overlay has no filesystem to grow";
+  EXPECT_EQ(StatsTotalBytes(id, target), 48 * kMiB);
 
   // The capacity survives a restart (the record and the label both hold it).
   plugin_->Kill();
   std::string error;
   ASSERT_TRUE(plugin_->Start({}, &error)) << error;
-  EXPECT_EQ(ListedCapacity(id), 32 * kMiB);
+  EXPECT_EQ(ListedCapacity(id), 48 * kMiB);
 }
 
 TEST_F(ExpansionTest, RefusalsUseTheSpecsCodesAndChangeNothing) {
@@ -154,8 +163,9 @@ TEST_F(ExpansionTest, RefusalsUseTheSpecsCodesAndChangeNothing) {
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(NodeExpand("vol-0000000000000000", staging, 16 * kMiB, &node).error_code(),
             grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(NodeExpand(id, staging, 64 * kMiB, &node).error_code(), grpc::StatusCode::OUT_OF_RANGE)
-      << "the node cannot grow past what the controller recorded";
+  EXPECT_EQ(NodeExpand(id, staging, 8 * kMiB, &node).error_code(), grpc::StatusCode::OUT_OF_RANGE)
+      << "a shrink on the node";
+  EXPECT_EQ(ListedCapacity(id), 16 * kMiB);
 }
 
 TEST_F(ExpansionTest, AKillDuringAnExpansionIsFinishedByTheRetry) {
@@ -163,13 +173,16 @@ TEST_F(ExpansionTest, AKillDuringAnExpansionIsFinishedByTheRetry) {
   plugin_->Kill();
   std::string error;
   ASSERT_TRUE(plugin_->Start({{"STRATA_CRASH_POINT", "expand-after-driver"}}, &error)) << error;
-  ::csi::v1::ControllerExpandVolumeResponse expanded;
-  (void)Expand(id, 24 * kMiB, &expanded);
+  const std::string staging = dir_ + "/staging";
+  ASSERT_TRUE(StageVolume(*plugin_, id, staging).ok());
+  ::csi::v1::NodeExpandVolumeResponse node;
+  (void)NodeExpand(id, staging, 24 * kMiB, &node);
   ASSERT_TRUE(plugin_->WaitForDeath(60000)) << "the crash point did not fire";
   ASSERT_TRUE(plugin_->Start({}, &error)) << error;
   EXPECT_EQ(ListedCapacity(id), 8 * kMiB) << "the record changes only after the driver";
-  grpc::Status status = Expand(id, 24 * kMiB, &expanded);
+  grpc::Status status = NodeExpand(id, staging, 24 * kMiB, &node);
   ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(node.capacity_bytes(), 24 * kMiB);
   EXPECT_EQ(ListedCapacity(id), 24 * kMiB);
 }
 
