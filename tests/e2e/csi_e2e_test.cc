@@ -328,7 +328,7 @@ TEST_P(E2eTest, IdentityAndCapabilities) {
   EXPECT_EQ(node_info.accessible_topology().segments().at("topology.strata.dev/node"), "e2e-node");
   ::csi::v1::NodeGetCapabilitiesResponse node_caps;
   ASSERT_TRUE(plugin_->node().NodeGetCapabilities(CallContext().get(), {}, &node_caps).ok());
-  EXPECT_EQ(node_caps.capabilities_size(), 4);
+  EXPECT_EQ(node_caps.capabilities_size(), 5);  // stage, stats, multi-writer, condition, expand
   ::csi::v1::GetCapacityResponse capacity;
   ASSERT_TRUE(plugin_->controller().GetCapacity(CallContext().get(), {}, &capacity).ok());
   EXPECT_GT(capacity.available_capacity(), 0);
