@@ -50,6 +50,7 @@ NOT_RUN = {
     "build/bench/bench_commit": "benchmarks run on demand (bench/), never under ctest",
     "stratactl quarantine restore": "needs quarantined content: tests/e2e/recovery_e2e_test.cc",
     "stratactl quarantine purge": "needs quarantined content: tests/e2e/recovery_e2e_test.cc",
+    "stratactl inspect pvc-": "inspect by volume name is not built yet (issue 14, open)",
 }
 EXPECTED_EXIT = {"stratactl check": {0, 3}}  # 3: problems found (docs/stratactl.md)
 
