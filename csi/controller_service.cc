@@ -121,14 +121,9 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
                          ", which is not in the requisite topology"));
       }
     }
+    // Whether the store can promise this much is the core's decision (node/capacity_policy.h),
+    // taken where the promise is recorded: RESOURCE_EXHAUSTED from CreateVolume below.
     int64_t capacity = required > 0 ? required : limit;
-    ASSIGN_OR_RETURN(int64_t free_bytes, context_->driver->FreeBytes());
-    if (capacity > free_bytes && !context_->driver->limits().enforces_capacity) {
-      // Without enforcement the capacity is only recorded; refusing a volume larger than the
-      // whole free store still tells the scheduler the truth early.
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "requested ", capacity, " bytes but the store has ", free_bytes, " bytes free"));
-    }
     node::CreateVolumeParams params;
     params.name = request->name();
     params.image = image;
@@ -238,8 +233,10 @@ grpc::Status ControllerService::GetCapacity(grpc::ServerContext*,
       response->set_available_capacity(0);
       return absl::OkStatus();
     }
-    ASSIGN_OR_RETURN(int64_t free_bytes, context_->driver->FreeBytes());
-    response->set_available_capacity(free_bytes);
+    // What CreateVolume would accept now: free space, or on a thin store what the
+    // over-provisioning ratio still allows (node/capacity_policy.h).
+    ASSIGN_OR_RETURN(int64_t provisionable, context_->volumes->ProvisionableBytes());
+    response->set_available_capacity(provisionable);
     return absl::OkStatus();
   });
 }

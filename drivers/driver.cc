@@ -22,6 +22,10 @@ absl::StatusOr<bool> Driver::Expand(const std::string&, int64_t, const std::stri
   return true;  // capacity is recorded by the caller, not enforced here
 }
 
+absl::StatusOr<int64_t> Driver::TotalBytes() {
+  return absl::UnimplementedError(std::string(name()) + " driver does not report its size");
+}
+
 absl::StatusOr<ContentKind> Driver::Quarantine(const std::string&, const std::string&) {
   return absl::UnimplementedError(std::string(name()) + " driver cannot quarantine content");
 }

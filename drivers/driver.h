@@ -55,6 +55,10 @@ struct DriverLimits {
   int max_chain_depth = 0;             // deepest chain Mounts/View can express
   bool layers_are_full_trees = false;  // vfs, btrfs, devmapper: no stacking at mount time
   bool enforces_capacity = false;      // capacity_bytes is a hard limit, not just recorded
+  // Space is shared by every volume and allocated only as it is written (btrfs with quotas,
+  // devmapper's thin pool), so promises may add up to more than the store: the
+  // over-provisioning ratio (node/capacity_policy.h) decides how much more.
+  bool thin_provisioned = false;
 };
 
 struct PrepareOptions {
@@ -122,6 +126,10 @@ class Driver {
 
   // Bytes free for new content where the driver stores it (GetCapacity).
   virtual absl::StatusOr<int64_t> FreeBytes() = 0;
+
+  // The store's size where the driver stores content (thin: the pool less its reserve); what
+  // the over-provisioning ratio multiplies. The default is Unimplemented.
+  virtual absl::StatusOr<int64_t> TotalBytes();
 
   // Raises active snapshot `id`'s capacity to `capacity_bytes` (callers refuse a shrink; a
   // value at or below what the driver already gives is a no-op). `mount_point` is where the

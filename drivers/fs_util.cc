@@ -123,6 +123,12 @@ absl::StatusOr<int64_t> FreeBytesAt(const std::string& path) {
   return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
 }
 
+absl::StatusOr<int64_t> TotalBytesAt(const std::string& path) {
+  struct statvfs st;
+  if (statvfs(path.c_str(), &st) != 0) return ErrnoStatus(errno, "statvfs", path);
+  return static_cast<int64_t>(st.f_blocks) * static_cast<int64_t>(st.f_frsize);
+}
+
 absl::Status CheckIds(const std::vector<std::string>& ids, const std::string& what) {
   for (const std::string& id : ids) {
     if (!IsValidDriverId(id)) {

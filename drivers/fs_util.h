@@ -44,6 +44,8 @@ absl::Status MoveEntryIn(const std::string& source, const std::string& dir, cons
 
 // Free bytes for unprivileged writers on the filesystem holding `path` (statvfs f_bavail).
 absl::StatusOr<int64_t> FreeBytesAt(const std::string& path);
+// Size of the filesystem holding `path` (statvfs f_blocks).
+absl::StatusOr<int64_t> TotalBytesAt(const std::string& path);
 
 // InvalidArgument unless every id is valid (`what` names them in the message).
 absl::Status CheckIds(const std::vector<std::string>& ids, const std::string& what);

@@ -624,6 +624,13 @@ absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumesFrom(
   return ReadAll(list, ReadVolume);
 }
 
+absl::StatusOr<int64_t> Metadata::PromisedCapacityBytes() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  Statement sum(db_, "SELECT COALESCE(SUM(capacity_bytes), 0) FROM volumes");
+  ASSIGN_OR_RETURN(bool row, sum.Step());
+  return row ? sum.Int(0) : int64_t{0};
+}
+
 absl::Status Metadata::DeleteVolume(const std::string& id) {
   return InTransaction([&]() -> absl::Status {
     Statement publications(db_, "DELETE FROM publications WHERE volume_id=?");

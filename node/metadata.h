@@ -179,6 +179,9 @@ class Metadata {
                                                             const std::vector<std::string>& states,
                                                             int64_t limit);
   absl::Status DeleteVolume(const std::string& id);  // and its publications
+  // The capacities of every volume in any state (one being made or deleted still holds its
+  // promise): what the over-provisioning ratio is measured against.
+  absl::StatusOr<int64_t> PromisedCapacityBytes();
 
   absl::Status PutSnapshot(const SnapshotRecord& snapshot);
   absl::StatusOr<std::optional<SnapshotRecord>> GetSnapshot(const std::string& id);

@@ -59,6 +59,16 @@ absl::StatusOr<VolumeManager::ExpandResult> VolumeManager::Grow(VolumeRecord vol
     return absl::OutOfRangeError(absl::StrCat("volume ", volume.id, " has ", volume.capacity_bytes,
                                               " bytes; it cannot shrink to ", capacity_bytes));
   }
+  // Checked and recorded under one lock: the growth is a new promise (a retry of an expansion
+  // whose record already says so promises nothing new).
+  absl::MutexLock capacity_lock(&capacity_mutex_);
+  if (capacity_bytes > volume.capacity_bytes) {
+    ASSIGN_OR_RETURN(StoreCapacity store, ReadStoreCapacity());
+    RETURN_IF_ERROR(CheckProvisionable(
+        store, options_.overprovision_ratio, capacity_bytes - volume.capacity_bytes,
+        absl::StrCat("growing volume ", volume.id, " by ", capacity_bytes - volume.capacity_bytes,
+                     " bytes")));
+  }
   ASSIGN_OR_RETURN(bool grown, driver_->Expand(volume.active_id, capacity_bytes, mount_point));
   result.node_expansion_required = !grown;
   if (capacity_bytes == volume.capacity_bytes) return result;

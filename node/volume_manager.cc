@@ -143,6 +143,22 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   return MakeVolume(std::move(volume));
 }
 
+absl::StatusOr<StoreCapacity> VolumeManager::ReadStoreCapacity() {
+  StoreCapacity store;
+  store.thin_provisioned = driver_->limits().thin_provisioned;
+  ASSIGN_OR_RETURN(store.free_bytes, driver_->FreeBytes());
+  if (store.thin_provisioned) {
+    ASSIGN_OR_RETURN(store.total_bytes, driver_->TotalBytes());
+    ASSIGN_OR_RETURN(store.promised_bytes, metadata_->PromisedCapacityBytes());
+  }
+  return store;
+}
+
+absl::StatusOr<int64_t> VolumeManager::ProvisionableBytes() {
+  ASSIGN_OR_RETURN(StoreCapacity store, ReadStoreCapacity());
+  return node::ProvisionableBytes(store, options_.overprovision_ratio);
+}
+
 absl::StatusOr<VolumeRecord> VolumeManager::MakeVolume(VolumeRecord volume) {
   // From here until the volume row exists, gc must not take the chain away.
   auto pin = layers_->PinLayers();
@@ -150,8 +166,18 @@ absl::StatusOr<VolumeRecord> VolumeManager::MakeVolume(VolumeRecord volume) {
   ASSIGN_OR_RETURN(volume.active_id, metadata_->NewDriverId());
   volume.state = kVolumeCreating;
   volume.created_unix = NowUnix();
-  // Intent before the driver acts: recovery removes a volume left "creating".
-  RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  {
+    // The creating row is the promise: once it is written, the next check counts it.
+    absl::MutexLock capacity_lock(&capacity_mutex_);
+    if (volume.capacity_bytes > 0) {
+      ASSIGN_OR_RETURN(StoreCapacity store, ReadStoreCapacity());
+      RETURN_IF_ERROR(CheckProvisionable(
+          store, options_.overprovision_ratio, volume.capacity_bytes,
+          absl::StrCat("volume ", volume.name, " of ", volume.capacity_bytes, " bytes")));
+    }
+    // Intent before the driver acts: recovery removes a volume left "creating".
+    RETURN_IF_ERROR(metadata_->PutVolume(volume));
+  }
   CrashPoint("create-after-intent");
   drivers::PrepareOptions prepare;
   prepare.capacity_bytes = volume.capacity_bytes;

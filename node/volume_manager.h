@@ -17,10 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "drivers/driver.h"
 #include "metrics/metrics.h"
+#include "node/capacity_policy.h"
 #include "node/layer_store.h"
 #include "node/metadata.h"
 #include "node/volume_locks.h"
@@ -58,6 +61,9 @@ struct VolumeManagerOptions {
   // A commit that would make a chain deeper than this is flattened: its layer holds the whole
   // merged tree and starts a new chain. 0 = the driver's own limit.
   int flatten_depth = 128;
+  // How far capacity promises may exceed a thin-provisioned store (node/capacity_policy.h):
+  // 1 = never promise more than the store holds.
+  double overprovision_ratio = 1.0;
 };
 
 // One problem `stratactl check` found (VolumeManager::Check).
@@ -244,6 +250,11 @@ class VolumeManager {
   absl::StatusOr<SnapshotRecord> Rollback(const std::string& volume_id,
                                           const std::string& snapshot_id);
 
+  // What the store holds and has promised right now, and how much more it may promise
+  // (GetCapacity): the rule CreateVolume and expansions apply (node/capacity_policy.h).
+  absl::StatusOr<StoreCapacity> ReadStoreCapacity();
+  absl::StatusOr<int64_t> ProvisionableBytes();
+
   // Recomputes the volume/layer/image/snapshot gauges from the metadata. Called when Prometheus
   // scrapes (cmd/strata-csi), not after every call: it reads every table.
   void RefreshGauges();
@@ -312,6 +323,9 @@ class VolumeManager {
   sys::Mounter* mounter_;
   metrics::Metrics* metrics_;
   VolumeManagerOptions options_;
+  // Held from the capacity check until the promise is recorded (a creating volume's row, an
+  // expanded volume's new capacity), so two calls cannot both take the last free bytes.
+  absl::Mutex capacity_mutex_;
   std::mutex abnormal_mutex_;
   std::map<std::string, std::string> abnormal_;  // guarded by abnormal_mutex_
 };

@@ -77,6 +77,10 @@ ABSL_FLAG(int, dm_min_free_space, 10,
 ABSL_FLAG(int, flatten_depth, 128,
           "a commit that would make a chain deeper than this is flattened into one layer "
           "(0 = the driver's limit)");
+ABSL_FLAG(double, overprovision_ratio, 1.0,
+          "on thin-provisioned stores (btrfs with quotas, devmapper) the capacities of all "
+          "volumes may add up to this many times the store's size (1: never promise more than "
+          "it holds); GetCapacity reports what is left. Other stores promise only free space");
 ABSL_FLAG(std::string, recover_unknown, "refuse",
           "when the metadata database is new or empty but the store holds content (a lost or "
           "damaged database): refuse (start nothing, say so), readopt (rebuild the records "
@@ -201,6 +205,8 @@ absl::Status Run() {
   } else {
     return absl::InvalidArgumentError("--recover-unknown must be refuse, readopt or quarantine");
   }
+  const double overprovision_ratio = absl::GetFlag(FLAGS_overprovision_ratio);
+  RETURN_IF_ERROR(node::ValidateOverprovisionRatio(overprovision_ratio));
   ASSIGN_OR_RETURN(std::unique_ptr<node::Metadata> metadata,
                    node::Metadata::Open(root + "/strata.db"));
   drivers::DriverOptions driver_options;
@@ -224,6 +230,25 @@ absl::Status Run() {
     }
     LogInfo("driver auto picked a driver", {{"driver", std::string(driver->name())}, {"why", why}});
   }
+  {
+    // An admin asking "why was my PVC refused / why does this node report so little" starts
+    // here: what the store enforces and which rule GetCapacity and CreateVolume apply.
+    const drivers::DriverLimits limits = driver->limits();
+    absl::StatusOr<int64_t> total = driver->TotalBytes();
+    LogInfo("capacity policy",
+            {{"driver", std::string(driver->name())},
+             {"capacity_enforced", limits.enforces_capacity ? "true" : "false"},
+             {"thin_provisioned", limits.thin_provisioned ? "true" : "false"},
+             {"rule", limits.thin_provisioned
+                          ? "volumes' capacities may add up to total_bytes x overprovision_ratio"
+                          : "a volume's capacity may not exceed the store's free space"},
+             {"overprovision_ratio", absl::StrCat(overprovision_ratio)},
+             {"total_bytes", total.ok() ? absl::StrCat(*total) : total.status().ToString()}});
+    if (!limits.enforces_capacity) {
+      LogWarning("capacity is recorded but not enforced on this store: one volume can fill it",
+                 {{"driver", std::string(driver->name())}});
+    }
+  }
   std::unique_ptr<sys::Mounter> mounter = sys::NewLinuxMounter();
   metrics::Metrics metrics;
   metrics.SetBuildInfo(kVersion, driver->name());
@@ -244,9 +269,10 @@ absl::Status Run() {
   node::Quarantine quarantine(root + "/quarantine", driver.get(), mounter.get(), &metrics);
   node::LayerStore layers(metadata.get(), driver.get(), mounter.get(), root + "/tmp", import_limits,
                           node::StoreFiles{&labels, &quarantine});
-  node::VolumeManager volumes(metadata.get(), &layers, driver.get(), mounter.get(), &metrics,
-                              node::VolumeManagerOptions{root, root + "/volumes", root + "/tmp",
-                                                         absl::GetFlag(FLAGS_flatten_depth)});
+  node::VolumeManager volumes(
+      metadata.get(), &layers, driver.get(), mounter.get(), &metrics,
+      node::VolumeManagerOptions{root, root + "/volumes", root + "/tmp",
+                                 absl::GetFlag(FLAGS_flatten_depth), overprovision_ratio});
   node::VolumeLocks locks;
 
   csi::PluginContext context;

@@ -54,6 +54,8 @@ DriverLimits BtrfsDriver::limits() const {
   limits.layers_are_full_trees = true;
   absl::StatusOr<btrfs::QuotaState> quota = btrfs::GetQuotaState(home_);
   limits.enforces_capacity = quota.ok() && quota->enabled;
+  // Subvolumes share the filesystem; a qgroup limit is a promise, not a reservation.
+  limits.thin_provisioned = limits.enforces_capacity;
   return limits;
 }
 
@@ -214,6 +216,8 @@ absl::StatusOr<bool> BtrfsDriver::Exists(const std::string& id) {
 absl::StatusOr<std::vector<std::string>> BtrfsDriver::Walk() { return ListIds(home_); }
 
 absl::StatusOr<int64_t> BtrfsDriver::FreeBytes() { return FreeBytesAt(home_); }
+
+absl::StatusOr<int64_t> BtrfsDriver::TotalBytes() { return TotalBytesAt(home_); }
 
 absl::StatusOr<ContentKind> BtrfsDriver::Quarantine(const std::string& id,
                                                     const std::string& dest) {

@@ -72,6 +72,7 @@ class BtrfsDriver : public Driver {
   absl::StatusOr<bool> Exists(const std::string& id) override;
   // statvfs f_bavail of the filesystem: an estimate on btrfs (see docs/drivers/btrfs.md).
   absl::StatusOr<int64_t> FreeBytes() override;
+  absl::StatusOr<int64_t> TotalBytes() override;
   // With quotas on, sets the subvolume's referenced-bytes limit to `capacity_bytes`.
   absl::StatusOr<bool> Expand(const std::string& id, int64_t capacity_bytes,
                               const std::string& mount_point) override;

@@ -202,6 +202,7 @@ DriverLimits DevmapperDriver::limits() const {
   // A volume can never write more than its device, but the device is at least the base size:
   // the requested capacity is a floor, not the limit.
   limits.enforces_capacity = false;
+  limits.thin_provisioned = true;  // blocks come from the pool only as they are written
   return limits;
 }
 
@@ -784,6 +785,12 @@ absl::StatusOr<int64_t> DevmapperDriver::FreeBytes() {
   ASSIGN_OR_RETURN(ThinPoolUsage usage, PoolUsage());
   const int64_t reserve = usage.data_total_bytes / 100 * options_.min_free_percent;
   return std::max<int64_t>(0, usage.data_total_bytes - usage.data_used_bytes - reserve);
+}
+
+absl::StatusOr<int64_t> DevmapperDriver::TotalBytes() {
+  ASSIGN_OR_RETURN(ThinPoolUsage usage, PoolUsage());
+  const int64_t reserve = usage.data_total_bytes / 100 * options_.min_free_percent;
+  return std::max<int64_t>(0, usage.data_total_bytes - reserve);
 }
 
 absl::StatusOr<ThinPoolUsage> DevmapperDriver::PoolUsage() {

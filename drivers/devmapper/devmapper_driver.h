@@ -97,6 +97,7 @@ class DevmapperDriver : public Driver {
   absl::StatusOr<bool> Exists(const std::string& id) override;
   // Free data bytes of the pool above the min_free_percent reserve.
   absl::StatusOr<int64_t> FreeBytes() override;
+  absl::StatusOr<int64_t> TotalBytes() override;
   // Grows the thin device (a new table, swapped in online) and then, while mounted, its
   // filesystem (resize2fs for ext4, xfs_growfs for xfs); unmounted, the filesystem waits for
   // the next call with a mount point (false).

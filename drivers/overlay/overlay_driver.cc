@@ -247,6 +247,8 @@ absl::StatusOr<std::vector<std::string>> OverlayDriver::Walk() {
 
 absl::StatusOr<int64_t> OverlayDriver::FreeBytes() { return FreeBytesAt(home_); }
 
+absl::StatusOr<int64_t> OverlayDriver::TotalBytes() { return TotalBytesAt(home_); }
+
 absl::StatusOr<ContentKind> OverlayDriver::Quarantine(const std::string& id,
                                                       const std::string& dest) {
   // A layer folder holds the diff itself; an active one holds {upper,work}: moved whole.

@@ -128,6 +128,8 @@ absl::StatusOr<std::vector<std::string>> VfsDriver::Walk() { return ListIds(home
 
 absl::StatusOr<int64_t> VfsDriver::FreeBytes() { return FreeBytesAt(home_); }
 
+absl::StatusOr<int64_t> VfsDriver::TotalBytes() { return TotalBytesAt(home_); }
+
 absl::StatusOr<ContentKind> VfsDriver::Quarantine(const std::string& id, const std::string& dest) {
   RETURN_IF_ERROR(MoveEntryOut(home_, id, dest));
   return ContentKind::kUnknown;  // layers and active snapshots are the same full trees

@@ -43,6 +43,7 @@ class VfsDriver : public Driver {
   absl::StatusOr<std::vector<std::string>> Walk() override;
   absl::StatusOr<bool> Exists(const std::string& id) override;
   absl::StatusOr<int64_t> FreeBytes() override;
+  absl::StatusOr<int64_t> TotalBytes() override;
   absl::StatusOr<ContentKind> Quarantine(const std::string& id, const std::string& dest) override;
   absl::Status Unquarantine(const std::string& dest, ContentKind kind,
                             const std::string& id) override;

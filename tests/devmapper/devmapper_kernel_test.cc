@@ -73,6 +73,7 @@ class PoolOwningDriver : public Driver {
   absl::StatusOr<Usage> GetUsage(const std::string& id) override { return driver_->GetUsage(id); }
   absl::StatusOr<std::vector<std::string>> Walk() override { return driver_->Walk(); }
   absl::StatusOr<int64_t> FreeBytes() override { return driver_->FreeBytes(); }
+  absl::StatusOr<int64_t> TotalBytes() override { return driver_->TotalBytes(); }
   // Every virtual is forwarded: a default left in place would test the wrapper, not devmapper.
   absl::StatusOr<bool> Exists(const std::string& id) override { return driver_->Exists(id); }
   absl::StatusOr<ContentKind> Quarantine(const std::string& id, const std::string& dest) override {

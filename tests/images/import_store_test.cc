@@ -96,6 +96,7 @@ class BlockingDriver : public drivers::Driver {
   }
   absl::StatusOr<std::vector<std::string>> Walk() override { return inner_->Walk(); }
   absl::StatusOr<int64_t> FreeBytes() override { return inner_->FreeBytes(); }
+  absl::StatusOr<int64_t> TotalBytes() override { return inner_->TotalBytes(); }
   absl::StatusOr<bool> Exists(const std::string& id) override { return inner_->Exists(id); }
   absl::StatusOr<drivers::ContentKind> Quarantine(const std::string& id,
                                                   const std::string& dest) override {
