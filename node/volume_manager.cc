@@ -104,6 +104,14 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   }
   if (existing) RETURN_IF_ERROR(RemoveVolume(*existing));  // a half-made earlier attempt
 
+  if (params.capacity_bytes > 0) {
+    // Early, before a clone commits its source: a request that cannot fit changes nothing.
+    // MakeVolume checks again under the lock, where the promise is recorded.
+    ASSIGN_OR_RETURN(StoreCapacity store, ReadStoreCapacity());
+    RETURN_IF_ERROR(CheckProvisionable(
+        store, options_.overprovision_ratio, params.capacity_bytes,
+        absl::StrCat("volume ", params.name, " of ", params.capacity_bytes, " bytes")));
+  }
   std::string chain_id;
   if (!params.source_volume_id.empty()) {
     // A clone starts on a commit of the source's current state; the source keeps working.
