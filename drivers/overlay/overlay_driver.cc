@@ -95,6 +95,8 @@ absl::StatusOr<std::unique_ptr<OverlayDriver>> OverlayDriver::Create(
   std::unique_ptr<OverlayDriver> driver(new OverlayDriver(strata_root + "/overlay", legacy));
   RETURN_IF_ERROR(MakeDirs(driver->layers_));
   RETURN_IF_ERROR(MakeDirs(driver->active_));
+  driver->quotas_ =
+      std::make_unique<DirectoryQuotas>(options.project_quota, driver->active_, "overlay");
   return driver;
 }
 
@@ -102,7 +104,9 @@ DriverLimits OverlayDriver::limits() const {
   DriverLimits limits;
   limits.max_chain_depth = max_chain_depth_;
   limits.layers_are_full_trees = false;
-  limits.enforces_capacity = false;
+  limits.enforces_capacity = quotas_->enforced();
+  // Project limits are promises on a shared filesystem, not reservations.
+  limits.thin_provisioned = limits.enforces_capacity;
   return limits;
 }
 
@@ -135,6 +139,9 @@ absl::Status OverlayDriver::Prepare(const std::string& id, const Chain& parents,
   const std::string temp = active_ + "/" + TempName(id);
   RETURN_IF_ERROR(RemoveTree(temp));  // a crashed earlier attempt
   RETURN_IF_ERROR(MakeDirs(temp, 0700));
+  // Before upper and work exist, so both inherit the project: overlayfs copies up through
+  // work into upper, and xfs refuses a rename between different projects (EXDEV).
+  RETURN_IF_ERROR(quotas_->Limit(temp, id, options.capacity_bytes));
   if (mkdir((temp + "/upper").c_str(), 0755) != 0) return ErrnoStatus(errno, "mkdir", temp);
   if (mkdir((temp + "/work").c_str(), 0700) != 0) return ErrnoStatus(errno, "mkdir", temp);
   if (rename(temp.c_str(), ActivePath(id).c_str()) != 0) {
@@ -217,7 +224,20 @@ absl::Status OverlayDriver::Commit(const std::string& layer_id, const std::strin
 absl::Status OverlayDriver::Remove(const std::string& id) {
   RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
   RETURN_IF_ERROR(RemoveEntry(layers_, id));
-  return RemoveEntry(active_, id);
+  const bool limited = quotas_->Owns(ActivePath(id), id).value_or(false);
+  RETURN_IF_ERROR(RemoveEntry(active_, id));
+  if (limited) quotas_->Release(id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> OverlayDriver::Expand(const std::string& id, int64_t capacity_bytes,
+                                           const std::string&) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  if (capacity_bytes <= 0) return absl::InvalidArgumentError("overlay: capacity must be positive");
+  ASSIGN_OR_RETURN(bool exists, PathExists(UpperPath(id)));
+  if (!exists) return absl::NotFoundError("overlay: active snapshot " + id + " not found");
+  RETURN_IF_ERROR(quotas_->Raise(ActivePath(id), id, capacity_bytes));
+  return true;  // a quota applies to the mounted overlay at once: nothing waits for a mount
 }
 
 absl::StatusOr<Usage> OverlayDriver::GetUsage(const std::string& id) {
@@ -225,8 +245,10 @@ absl::StatusOr<Usage> OverlayDriver::GetUsage(const std::string& id) {
   ASSIGN_OR_RETURN(bool is_layer, PathExists(LayerPath(id)));
   if (is_layer) return TreeUsage(LayerPath(id));
   ASSIGN_OR_RETURN(bool is_active, PathExists(UpperPath(id)));
-  if (is_active) return TreeUsage(UpperPath(id));
-  return absl::NotFoundError("overlay: " + id + " not found");
+  if (!is_active) return absl::NotFoundError("overlay: " + id + " not found");
+  ASSIGN_OR_RETURN(std::optional<Usage> quota, quotas_->UsageOf(ActivePath(id), id));
+  if (quota) return *quota;
+  return TreeUsage(UpperPath(id));
 }
 
 absl::StatusOr<bool> OverlayDriver::Exists(const std::string& id) {

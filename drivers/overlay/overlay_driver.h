@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "drivers/driver.h"
+#include "drivers/project_quota.h"
 
 namespace strata::drivers {
 
@@ -29,6 +30,8 @@ struct OverlayDriverOptions {
   // sys::LinuxMounterOptions::force_legacy_overlay), whose one page of options bounds the chain
   // depth. Unset: decided from the running kernel's version, as the LinuxMounter does.
   std::optional<bool> legacy_mount;
+  // Project quotas (drivers/project_quota.h); null: the kernel's. Tests pass a fake.
+  std::shared_ptr<ProjectQuota> project_quota;
 };
 
 class OverlayDriver : public Driver {
@@ -48,11 +51,18 @@ class OverlayDriver : public Driver {
 
   std::string_view name() const override { return "overlay"; }
   // max_chain_depth: 500 with the new mount API, LegacyMaxChainDepth() (~110 under a 100-byte
-  // root) with classic mount(2).
+  // root) with classic mount(2). enforces_capacity (and thin_provisioned) when the store's
+  // filesystem enforces project quotas.
   DriverLimits limits() const override;
 
+  // With a capacity on a store with project quotas, active/<id> (upper and work below it, so
+  // copy-ups too) gets its own project and a hard block limit: writes past it fail with EDQUOT
+  // (ext4) or ENOSPC (xfs).
   absl::Status Prepare(const std::string& id, const Chain& parents,
                        const PrepareOptions& options) override;
+  // Raises the project's limit (online: the mounted overlay writes further at once).
+  absl::StatusOr<bool> Expand(const std::string& id, int64_t capacity_bytes,
+                              const std::string& mount_point) override;
   // No parents: a read-write bind of the upper. Else one overlay mount: "lowerdir+=" per parent
   // (topmost first), "upperdir=", "workdir=", "index=off".
   absl::StatusOr<std::vector<sys::Mount>> Mounts(const std::string& id,
@@ -66,7 +76,8 @@ class OverlayDriver : public Driver {
   absl::Status Commit(const std::string& layer_id, const std::string& id, const Chain& parents,
                       CommitMode mode) override;
   absl::Status Remove(const std::string& id) override;
-  // Bytes are allocated blocks (st_blocks * 512) of the layer dir, or of an active's upper.
+  // Bytes are allocated blocks (st_blocks * 512) of the layer dir, or of an active's upper;
+  // an active with a project quota reports the quota's usage (exact, what the limit checks).
   absl::StatusOr<Usage> GetUsage(const std::string& id) override;
   absl::StatusOr<std::vector<std::string>> Walk() override;
   absl::StatusOr<bool> Exists(const std::string& id) override;
@@ -90,6 +101,7 @@ class OverlayDriver : public Driver {
   const std::string layers_;  // home_/layers
   const std::string active_;  // home_/active
   const int max_chain_depth_;
+  std::unique_ptr<DirectoryQuotas> quotas_;
 };
 
 }  // namespace strata::drivers

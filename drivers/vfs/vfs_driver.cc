@@ -12,12 +12,15 @@
 
 namespace strata::drivers {
 
-absl::StatusOr<std::unique_ptr<VfsDriver>> VfsDriver::Create(const std::string& strata_root) {
+absl::StatusOr<std::unique_ptr<VfsDriver>> VfsDriver::Create(
+    const std::string& strata_root, std::shared_ptr<ProjectQuota> project_quota) {
   if (strata_root.empty() || strata_root[0] != '/') {
     return absl::InvalidArgumentError("driver root must be an absolute path: " + strata_root);
   }
   std::unique_ptr<VfsDriver> driver(new VfsDriver(strata_root + "/vfs"));
   RETURN_IF_ERROR(MakeDirs(driver->home_));
+  driver->quotas_ =
+      std::make_unique<DirectoryQuotas>(std::move(project_quota), driver->home_, "vfs");
   return driver;
 }
 
@@ -25,7 +28,8 @@ DriverLimits VfsDriver::limits() const {
   DriverLimits limits;
   limits.max_chain_depth = kMaxChainDepth;
   limits.layers_are_full_trees = true;
-  limits.enforces_capacity = false;
+  limits.enforces_capacity = quotas_->enforced();
+  limits.thin_provisioned = limits.enforces_capacity;
   return limits;
 }
 
@@ -48,8 +52,11 @@ absl::Status VfsDriver::Prepare(const std::string& id, const Chain& parents,
     if (chmod(temp.c_str(), 0755) != 0) return ErrnoStatus(errno, "chmod", temp);  // umask
   } else {
     RETURN_IF_ERROR(CopyTree(TreePath(parents[0]), temp));
-    RETURN_IF_ERROR(SyncFilesystem(temp));
   }
+  // After the copy (CopyTree makes `temp` itself): the project is set on every file, which
+  // charges them to it, and PROJINHERIT on every directory for what the pod writes.
+  RETURN_IF_ERROR(quotas_->Limit(temp, id, options.capacity_bytes));
+  if (!parents.empty()) RETURN_IF_ERROR(SyncFilesystem(temp));
   if (rename(temp.c_str(), TreePath(id).c_str()) != 0) return ErrnoStatus(errno, "rename", temp);
   return SyncDir(home_);
 }
@@ -109,13 +116,28 @@ absl::Status VfsDriver::Commit(const std::string& layer_id, const std::string& i
 
 absl::Status VfsDriver::Remove(const std::string& id) {
   RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
-  return RemoveEntry(home_, id);
+  const bool limited = quotas_->Owns(TreePath(id), id).value_or(false);
+  RETURN_IF_ERROR(RemoveEntry(home_, id));
+  if (limited) quotas_->Release(id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> VfsDriver::Expand(const std::string& id, int64_t capacity_bytes,
+                                       const std::string&) {
+  RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
+  if (capacity_bytes <= 0) return absl::InvalidArgumentError("vfs: capacity must be positive");
+  ASSIGN_OR_RETURN(bool exists, PathExists(TreePath(id)));
+  if (!exists) return absl::NotFoundError("vfs: active snapshot " + id + " not found");
+  RETURN_IF_ERROR(quotas_->Raise(TreePath(id), id, capacity_bytes));
+  return true;
 }
 
 absl::StatusOr<Usage> VfsDriver::GetUsage(const std::string& id) {
   RETURN_IF_ERROR(CheckIds({id}, "snapshot"));
   ASSIGN_OR_RETURN(bool exists, PathExists(TreePath(id)));
   if (!exists) return absl::NotFoundError("vfs: " + id + " not found");
+  ASSIGN_OR_RETURN(std::optional<Usage> quota, quotas_->UsageOf(TreePath(id), id));
+  if (quota) return *quota;
   return TreeUsage(TreePath(id));
 }
 

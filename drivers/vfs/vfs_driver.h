@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "drivers/driver.h"
+#include "drivers/project_quota.h"
 
 namespace strata::drivers {
 
@@ -20,12 +21,16 @@ class VfsDriver : public Driver {
   static constexpr int kMaxChainDepth = 1 << 20;
 
   // `strata_root` is Strata's --root; content lives in <strata_root>/vfs.
-  static absl::StatusOr<std::unique_ptr<VfsDriver>> Create(const std::string& strata_root);
+  // `project_quota` null: the kernel's (drivers/project_quota.h); tests pass a fake.
+  static absl::StatusOr<std::unique_ptr<VfsDriver>> Create(
+      const std::string& strata_root, std::shared_ptr<ProjectQuota> project_quota = nullptr);
 
   std::string_view name() const override { return "vfs"; }
   DriverLimits limits() const override;
 
-  // Copies the top parent's tree (empty parents: an empty directory, mode 0755).
+  // Copies the top parent's tree (empty parents: an empty directory, mode 0755). With a
+  // capacity on a store with project quotas the tree gets its own project and hard limit (the
+  // copied image counts, as on a block device of that size).
   absl::Status Prepare(const std::string& id, const Chain& parents,
                        const PrepareOptions& options) override;
   // A read-write bind of the snapshot's tree.
@@ -38,6 +43,8 @@ class VfsDriver : public Driver {
   absl::Status Commit(const std::string& layer_id, const std::string& id, const Chain& parents,
                       CommitMode mode) override;
   absl::Status Remove(const std::string& id) override;
+  absl::StatusOr<bool> Expand(const std::string& id, int64_t capacity_bytes,
+                              const std::string& mount_point) override;
   // Bytes are allocated blocks (st_blocks * 512) of the whole tree: vfs layers share nothing.
   absl::StatusOr<Usage> GetUsage(const std::string& id) override;
   absl::StatusOr<std::vector<std::string>> Walk() override;
@@ -55,6 +62,7 @@ class VfsDriver : public Driver {
   explicit VfsDriver(std::string home) : home_(std::move(home)) {}
 
   const std::string home_;  // <strata root>/vfs
+  std::unique_ptr<DirectoryQuotas> quotas_;
 };
 
 }  // namespace strata::drivers

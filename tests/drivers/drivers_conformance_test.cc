@@ -684,7 +684,8 @@ TEST(OverlayLegacyRootTest, LegacyLimitWithLongIdsMounts) {
   char base[] = "/var/tmp/strata-legacy-XXXXXX";
   ASSERT_NE(mkdtemp(base), nullptr);
   std::string root = std::string(base) + "/var/lib/kubelet/plugins/strata.csi.example.com/root";
-  auto created = drivers::OverlayDriver::Create(root, {.legacy_mount = true});
+  auto created =
+      drivers::OverlayDriver::Create(root, {.legacy_mount = true, .project_quota = nullptr});
   ASSERT_TRUE(created.ok()) << created.status();
   drivers::OverlayDriver& driver = **created;
   const int depth = driver.limits().max_chain_depth;

@@ -312,9 +312,11 @@ TEST_F(OverlayMountsTest, LimitsAndErrors) {
 
 TEST(OverlayLegacyLimitTest, ClassicMountBoundsTheChainByOnePageOfOptions) {
   std::string root = MakeTempDir() + "/a/root/of/realistic/length/for/a/kubelet/plugin/dir";
-  auto legacy = drivers::OverlayDriver::Create(root, {.legacy_mount = true});
+  auto legacy =
+      drivers::OverlayDriver::Create(root, {.legacy_mount = true, .project_quota = nullptr});
   ASSERT_TRUE(legacy.ok()) << legacy.status();
-  auto modern = drivers::OverlayDriver::Create(root, {.legacy_mount = false});
+  auto modern =
+      drivers::OverlayDriver::Create(root, {.legacy_mount = false, .project_quota = nullptr});
   ASSERT_TRUE(modern.ok());
   EXPECT_EQ((*modern)->limits().max_chain_depth, 500);
   const int depth = (*legacy)->limits().max_chain_depth;
