@@ -35,8 +35,8 @@ absl::Status RunCommand(const std::string& command) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<LoopFilesystem>> LoopFilesystem::Create(const std::string& mkfs,
-                                                                       int64_t size_bytes) {
+absl::StatusOr<std::unique_ptr<LoopFilesystem>> LoopFilesystem::Create(
+    const std::string& mkfs, int64_t size_bytes, const std::string& mount_options) {
   if (geteuid() != 0) return absl::FailedPreconditionError("needs root (loop mounts)");
   const std::string program = mkfs.substr(0, mkfs.find(' '));
   if (!OnPath(program.c_str())) {
@@ -51,7 +51,8 @@ absl::StatusOr<std::unique_ptr<LoopFilesystem>> LoopFilesystem::Create(const std
   absl::Status status = RunCommand(absl::StrCat("truncate -s ", size_bytes, " ", image, " && ",
                                                 mkfs, " ", image, " && mkdir ", mount_point));
   if (status.ok()) {
-    status = RunCommand(absl::StrCat("mount -o loop ", image, " ", mount_point));
+    status = RunCommand(absl::StrCat("mount -o loop", mount_options.empty() ? "" : ",",
+                                     mount_options, " ", image, " ", mount_point));
     if (!status.ok()) {
       status = absl::FailedPreconditionError("cannot loop-mount a " + program +
                                              " image here: " + std::string(status.message()));

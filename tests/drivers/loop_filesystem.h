@@ -18,9 +18,10 @@ class LoopFilesystem {
   // Makes and mounts a fresh filesystem of `size_bytes` (sparse) under /var/tmp, formatted by
   // `mkfs` (a program and its options, the image path is appended: "mkfs.xfs -q -m reflink=1").
   // The backing file is unlinked once mounted, so nothing but the mount outlives a crashed test.
+  // `mount_options` are added to mount(8)'s "-o loop" ("prjquota" for project quotas).
   // FailedPrecondition (not root, no such mkfs, no loop devices) or the failing step.
-  static absl::StatusOr<std::unique_ptr<LoopFilesystem>> Create(const std::string& mkfs,
-                                                                int64_t size_bytes);
+  static absl::StatusOr<std::unique_ptr<LoopFilesystem>> Create(
+      const std::string& mkfs, int64_t size_bytes, const std::string& mount_options = "");
   // A btrfs one.
   static absl::StatusOr<std::unique_ptr<LoopFilesystem>> Create(int64_t size_bytes = int64_t{1}
                                                                                      << 30) {
