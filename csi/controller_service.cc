@@ -18,6 +18,8 @@ using ::csi::v1::ControllerServiceCapability;
 namespace {
 
 constexpr char kImageParameter[] = "image";
+// "true": the volume's capacity must be a hard limit on this node (docs/operations.md).
+constexpr char kEnforceCapacityParameter[] = "enforceCapacity";
 // Keys external-provisioner adds with --extra-create-metadata; accepted and not stored.
 constexpr char kProvisionerPrefix[] = "csi.storage.k8s.io/";
 
@@ -71,17 +73,27 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
     RETURN_IF_ERROR(CheckCapabilities(request->volume_capabilities()));
     RETURN_IF_ERROR(ValidateMap(request->parameters(), "parameters"));
     std::string image;
+    bool require_enforced_capacity = false;
     std::vector<std::string> unknown;
     for (const auto& [key, value] : request->parameters()) {
-      if (key == kImageParameter)
+      if (key == kImageParameter) {
         image = value;
-      else if (!absl::StartsWith(key, kProvisionerPrefix))
+      } else if (key == kEnforceCapacityParameter) {
+        if (value != "true" && value != "false") {
+          return absl::InvalidArgumentError(absl::StrCat("parameters.", kEnforceCapacityParameter,
+                                                         " must be \"true\" or \"false\", not ",
+                                                         Echo(value)));
+        }
+        require_enforced_capacity = value == "true";
+      } else if (!absl::StartsWith(key, kProvisionerPrefix)) {
         unknown.push_back(Echo(key));
+      }
     }
     if (!unknown.empty()) {
       std::sort(unknown.begin(), unknown.end());
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown parameter(s) ", absl::StrJoin(unknown, ", "), "; Strata accepts: image"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown parameter(s) ", absl::StrJoin(unknown, ", "),
+                       "; Strata accepts: image, ", kEnforceCapacityParameter));
     }
     std::string source_snapshot, source_volume;
     if (request->has_volume_content_source()) {
@@ -130,6 +142,8 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
     params.capacity_bytes = capacity;
     params.source_snapshot_id = source_snapshot;
     params.source_volume_id = source_volume;
+    params.require_enforced_capacity = require_enforced_capacity;
+    // enforceCapacity is left out: it decides whether a volume is made, not what it is.
     params.fingerprint =
         absl::StrCat("image=", image, " required_bytes=", required, " limit_bytes=", limit,
                      " snapshot=", source_snapshot, " volume=", source_volume);
@@ -186,7 +200,8 @@ grpc::Status ControllerService::ValidateVolumeCapabilities(
           }
         }
         for (const auto& [key, value] : request->parameters()) {
-          if (key != kImageParameter && !absl::StartsWith(key, kProvisionerPrefix)) {
+          if (key != kImageParameter && key != kEnforceCapacityParameter &&
+              !absl::StartsWith(key, kProvisionerPrefix)) {
             response->set_message(absl::StrCat("unknown parameter ", Echo(key)));
             return absl::OkStatus();
           }
@@ -230,6 +245,14 @@ grpc::Status ControllerService::GetCapacity(grpc::ServerContext*,
       }
     }
     if (request->has_accessible_topology() && !IsThisNode(request->accessible_topology())) {
+      response->set_available_capacity(0);
+      return absl::OkStatus();
+    }
+    // A class that demands enforced capacity gets nothing here when this node cannot enforce
+    // it, so capacity tracking schedules its pods where CreateVolume will succeed.
+    auto enforce = request->parameters().find(kEnforceCapacityParameter);
+    if (enforce != request->parameters().end() && enforce->second == "true" &&
+        !context_->volumes->CapacityEnforced()) {
       response->set_available_capacity(0);
       return absl::OkStatus();
     }

@@ -104,6 +104,17 @@ absl::StatusOr<VolumeRecord> VolumeManager::Create(const CreateVolumeParams& par
   }
   if (existing) RETURN_IF_ERROR(RemoveVolume(*existing));  // a half-made earlier attempt
 
+  if (params.require_enforced_capacity && params.capacity_bytes > 0 &&
+      !driver_->limits().enforces_capacity) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", params.name,
+        ": the StorageClass demands enforced capacity (enforceCapacity: "
+        "\"true\") but the ",
+        std::string(driver_->name()),
+        " store on this node only records capacity (overlay and vfs enforce it with project "
+        "quotas: xfs mounted with prjquota, or ext4 with -O quota,project mounted with "
+        "prjquota; btrfs with quotas enabled; devmapper always); see the plugin's start-up log"));
+  }
   if (params.capacity_bytes > 0) {
     // Early, before a clone commits its source: a request that cannot fit changes nothing.
     // MakeVolume checks again under the lock, where the promise is recorded.
@@ -161,6 +172,8 @@ absl::StatusOr<StoreCapacity> VolumeManager::ReadStoreCapacity() {
   }
   return store;
 }
+
+bool VolumeManager::CapacityEnforced() const { return driver_->limits().enforces_capacity; }
 
 absl::StatusOr<int64_t> VolumeManager::ProvisionableBytes() {
   ASSIGN_OR_RETURN(StoreCapacity store, ReadStoreCapacity());

@@ -39,6 +39,9 @@ struct CreateVolumeParams {
   std::string source_snapshot_id;
   std::string source_volume_id;
   int64_t capacity_bytes = 0;  // 0 = no limit asked
+  // The class demands a hard limit (StorageClass parameter enforceCapacity: "true"): refused
+  // with FailedPrecondition, before anything is made, on a store that only records capacity.
+  bool require_enforced_capacity = false;
   // Canonical text of everything the request asked for; a retry with the same name must match.
   std::string fingerprint;
 };
@@ -254,6 +257,8 @@ class VolumeManager {
   // (GetCapacity): the rule CreateVolume and expansions apply (node/capacity_policy.h).
   absl::StatusOr<StoreCapacity> ReadStoreCapacity();
   absl::StatusOr<int64_t> ProvisionableBytes();
+  // Whether a volume's capacity is a hard limit on this store (DriverLimits::enforces_capacity).
+  bool CapacityEnforced() const;
 
   // Recomputes the volume/layer/image/snapshot gauges from the metadata. Called when Prometheus
   // scrapes (cmd/strata-csi), not after every call: it reads every table.

@@ -401,8 +401,11 @@ function chartFactChecks() {
     check(sc.allowVolumeExpansion === Boolean(byName["csi-resizer"]), W,
           `StorageClass ${sc.metadata.name} allowVolumeExpansion=${sc.allowVolumeExpansion} but csi-resizer ${byName["csi-resizer"] ? "runs" : "does not run"}`);
     // The plugin rejects unknown parameters; the provisioner strips csi.storage.k8s.io/* keys.
-    for (const k of Object.keys(sc.parameters ?? {}))
-      check(k === "image" || k.startsWith("csi.storage.k8s.io/"), W, `StorageClass ${sc.metadata.name} parameter ${k} is unknown to the plugin`);
+    for (const [k, v] of Object.entries(sc.parameters ?? {})) {
+      check(k === "image" || k === "enforceCapacity" || k.startsWith("csi.storage.k8s.io/"), W, `StorageClass ${sc.metadata.name} parameter ${k} is unknown to the plugin`);
+      if (k === "enforceCapacity")
+        check(v === "true" || v === "false", W, `StorageClass ${sc.metadata.name} enforceCapacity must be "true" or "false", not ${JSON.stringify(v)}`);
+    }
   }
   for (const vsc of byKind("VolumeSnapshotClass")) check(vsc.driver === driverName, W, "VolumeSnapshotClass driver mismatch");
   if (byKind("VolumeSnapshotClass").length) check(snap, W, "a VolumeSnapshotClass without a csi-snapshotter");
