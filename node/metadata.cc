@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
@@ -101,15 +103,72 @@ absl::Status SqliteError(sqlite3* db, const std::string& what) {
   }
 }
 
-// A prepared statement with positional binds; finalized on destruction.
+}  // namespace
+
+// Prepared statements kept for reuse, keyed by their SQL text. Preparing a statement costs more
+// than running most of the store's queries, and a mount-path call runs several. Used only under
+// Metadata::mutex_; a statement in use is taken out, so a nested query with the same text (a
+// call inside InTransaction) prepares its own.
+class Metadata::StatementCache {
+ public:
+  explicit StatementCache(sqlite3* db) : db_(db) {}
+  ~StatementCache() {
+    for (auto& [sql, statements] : idle_)
+      for (sqlite3_stmt* statement : statements) sqlite3_finalize(statement);
+  }
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+  sqlite3* db() const { return db_; }
+
+  // A statement for `sql`, reused or prepared now (nullptr, with the error, when it cannot be).
+  sqlite3_stmt* Take(const std::string& sql, absl::Status* status) {
+    auto it = idle_.find(sql);
+    if (it != idle_.end() && !it->second.empty()) {
+      sqlite3_stmt* statement = it->second.back();
+      it->second.pop_back();
+      return statement;
+    }
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) !=
+        SQLITE_OK) {
+      *status = SqliteError(db_, absl::StrCat("prepare `", sql, "`"));
+      sqlite3_finalize(statement);
+      return nullptr;
+    }
+    return statement;
+  }
+
+  // Puts `statement` back, reset and unbound, for the next Take of `sql`.
+  void Give(const std::string& sql, sqlite3_stmt* statement) {
+    if (statement == nullptr) return;
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    std::vector<sqlite3_stmt*>& idle = idle_[sql];
+    if (idle.size() < kMaxIdlePerText) {
+      idle.push_back(statement);
+    } else {
+      sqlite3_finalize(statement);
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxIdlePerText = 4;
+  sqlite3* db_;
+  std::unordered_map<std::string, std::vector<sqlite3_stmt*>> idle_;
+};
+
+namespace {
+
+// A prepared statement with positional binds, taken from the connection's cache and given back
+// (reset) on destruction.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    status_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) == SQLITE_OK
-                  ? absl::OkStatus()
-                  : SqliteError(db, absl::StrCat("prepare `", sql, "`"));
+  Statement(Metadata::StatementCache& cache, std::string sql)
+      : cache_(cache), db_(cache.db()), sql_(std::move(sql)) {
+    stmt_ = cache_.Take(sql_, &status_);
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
+  ~Statement() { cache_.Give(sql_, stmt_); }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -146,7 +205,9 @@ class Statement {
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
 
  private:
+  Metadata::StatementCache& cache_;
   sqlite3* db_;
+  std::string sql_;
   sqlite3_stmt* stmt_ = nullptr;
   absl::Status status_;
   int bound_ = 0;
@@ -241,7 +302,10 @@ absl::StatusOr<std::unique_ptr<Metadata>> Metadata::Open(const std::string& path
 }
 
 Metadata::Metadata(sqlite3* db, std::string path, int64_t reserve_bytes)
-    : db_(db), path_(std::move(path)), reserve_bytes_(reserve_bytes) {}
+    : db_(db),
+      statements_(std::make_unique<StatementCache>(db)),
+      path_(std::move(path)),
+      reserve_bytes_(reserve_bytes) {}
 
 std::string DirectoryOf(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -293,7 +357,7 @@ void Metadata::RestoreReserve() {
 
 absl::StatusOr<bool> Metadata::LooksNew() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_, "SELECT count(*) FROM sequences WHERE name='driver_id'");
+  Statement get(*statements_, "SELECT count(*) FROM sequences WHERE name='driver_id'");
   ASSIGN_OR_RETURN(bool row, get.Step());
   return !row || get.Int(0) == 0;
 }
@@ -307,10 +371,10 @@ absl::Status Metadata::ReserveDriverIdsThrough(const std::string& id) {
     value = value * 36 + digit;
   }
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement current(db_, "SELECT value FROM sequences WHERE name='driver_id'");
+  Statement current(*statements_, "SELECT value FROM sequences WHERE name='driver_id'");
   ASSIGN_OR_RETURN(bool row, current.Step());
   if (row && current.Int(0) >= value) return absl::OkStatus();  // nothing to write
-  Statement put(db_,
+  Statement put(*statements_,
                 "INSERT INTO sequences(name, value) VALUES('driver_id', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)");
   put.Bind(value);
@@ -384,7 +448,10 @@ absl::StatusOr<Metadata::BackupResult> Metadata::Backup(const std::string& desti
   }
   return result;
 }
-Metadata::~Metadata() { sqlite3_close(db_); }
+Metadata::~Metadata() {
+  statements_.reset();  // finalized first: a connection with live statements does not close
+  sqlite3_close(db_);
+}
 
 absl::Status Metadata::Migrate() {
   // WAL + synchronous=FULL: a committed transaction survives power loss, and readers never
@@ -394,7 +461,7 @@ absl::Status Metadata::Migrate() {
     if (sqlite3_exec(db_, pragma, nullptr, nullptr, nullptr) != SQLITE_OK)
       return SqliteError(db_, pragma);
   }
-  Statement version(db_, "PRAGMA user_version");
+  Statement version(*statements_, "PRAGMA user_version");
   ASSIGN_OR_RETURN(bool has_row, version.Step());
   int64_t current = has_row ? version.Int(0) : 0;
   if (current > kSchemaVersion) {
@@ -456,7 +523,7 @@ absl::Status Metadata::InVolatileTransaction(const std::function<absl::Status()>
 
 absl::StatusOr<std::string> Metadata::NewDriverId() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement next(db_,
+  Statement next(*statements_,
                  "INSERT INTO sequences(name, value) VALUES('driver_id', 1) "
                  "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value");
   ASSIGN_OR_RETURN(bool row, next.Step());
@@ -466,9 +533,9 @@ absl::StatusOr<std::string> Metadata::NewDriverId() {
 
 absl::Status Metadata::PutLayer(const LayerRecord& layer) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement put(db_, absl::StrCat("INSERT OR REPLACE INTO layers(", kLayerColumns,
-                                  ") VALUES(?,?,?,?,?,?,?,?,?)")
-                         .c_str());
+  Statement put(*statements_, absl::StrCat("INSERT OR REPLACE INTO layers(", kLayerColumns,
+                                           ") VALUES(?,?,?,?,?,?,?,?,?)")
+                                  .c_str());
   put.Bind(layer.chain_id).Bind(layer.diff_id).Bind(layer.parent_chain_id).Bind(layer.driver_id);
   put.Bind(layer.size_bytes).Bind(layer.created_unix).Bind(layer.state);
   put.Bind(static_cast<int64_t>(layer.depth)).Bind(layer.comment);
@@ -477,7 +544,7 @@ absl::Status Metadata::PutLayer(const LayerRecord& layer) {
 
 absl::StatusOr<std::optional<LayerRecord>> Metadata::GetLayer(const std::string& chain_id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_,
+  Statement get(*statements_,
                 absl::StrCat("SELECT ", kLayerColumns, " FROM layers WHERE chain_id=?").c_str());
   get.Bind(chain_id);
   ASSIGN_OR_RETURN(bool row, get.Step());
@@ -488,13 +555,14 @@ absl::StatusOr<std::optional<LayerRecord>> Metadata::GetLayer(const std::string&
 absl::StatusOr<std::vector<LayerRecord>> Metadata::ListLayers() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   Statement list(
-      db_, absl::StrCat("SELECT ", kLayerColumns, " FROM layers ORDER BY depth, chain_id").c_str());
+      *statements_,
+      absl::StrCat("SELECT ", kLayerColumns, " FROM layers ORDER BY depth, chain_id").c_str());
   return ReadAll(list, ReadLayer);
 }
 
 absl::Status Metadata::DeleteLayer(const std::string& chain_id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement del(db_, "DELETE FROM layers WHERE chain_id=?");
+  Statement del(*statements_, "DELETE FROM layers WHERE chain_id=?");
   del.Bind(chain_id);
   return del.Run();
 }
@@ -503,16 +571,16 @@ absl::StatusOr<std::vector<LayerRecord>> Metadata::ChainOf(const std::string& ch
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   std::vector<LayerRecord> chain;
   // One recursive query instead of one lookup per link: chains can be hundreds deep.
-  Statement walk(db_, absl::StrCat("WITH RECURSIVE chain(cid, n) AS ("
-                                   "  SELECT ?, 0 UNION ALL"
-                                   "  SELECT l.parent_chain_id, chain.n + 1 FROM layers l"
-                                   "  JOIN chain ON l.chain_id = chain.cid"
-                                   "  WHERE l.parent_chain_id != '')"
-                                   " SELECT ",
-                                   kLayerColumns,
-                                   " FROM chain JOIN layers ON layers.chain_id = chain.cid"
-                                   " ORDER BY chain.n")
-                          .c_str());
+  Statement walk(*statements_, absl::StrCat("WITH RECURSIVE chain(cid, n) AS ("
+                                            "  SELECT ?, 0 UNION ALL"
+                                            "  SELECT l.parent_chain_id, chain.n + 1 FROM layers l"
+                                            "  JOIN chain ON l.chain_id = chain.cid"
+                                            "  WHERE l.parent_chain_id != '')"
+                                            " SELECT ",
+                                            kLayerColumns,
+                                            " FROM chain JOIN layers ON layers.chain_id = chain.cid"
+                                            " ORDER BY chain.n")
+                                   .c_str());
   walk.Bind(chain_id);
   while (true) {
     ASSIGN_OR_RETURN(bool row, walk.Step());
@@ -529,7 +597,7 @@ absl::StatusOr<std::vector<LayerRecord>> Metadata::ChainOf(const std::string& ch
 
 absl::StatusOr<int> Metadata::LayerReferences(const std::string& chain_id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement count(db_,
+  Statement count(*statements_,
                   "SELECT (SELECT COUNT(*) FROM images WHERE chain_id=?1)"
                   " + (SELECT COUNT(*) FROM volumes WHERE chain_id=?1)"
                   " + (SELECT COUNT(*) FROM snapshots WHERE chain_id=?1)"
@@ -541,7 +609,7 @@ absl::StatusOr<int> Metadata::LayerReferences(const std::string& chain_id) {
 
 absl::Status Metadata::PutImage(const ImageRecord& image) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement put(db_,
+  Statement put(*statements_,
                 "INSERT OR REPLACE INTO images(name, chain_id, config_json, created_unix)"
                 " VALUES(?,?,?,?)");
   put.Bind(image.name).Bind(image.chain_id).Bind(image.config_json).Bind(image.created_unix);
@@ -550,7 +618,8 @@ absl::Status Metadata::PutImage(const ImageRecord& image) {
 
 absl::StatusOr<std::optional<ImageRecord>> Metadata::GetImage(const std::string& name) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_, "SELECT name, chain_id, config_json, created_unix FROM images WHERE name=?");
+  Statement get(*statements_,
+                "SELECT name, chain_id, config_json, created_unix FROM images WHERE name=?");
   get.Bind(name);
   ASSIGN_OR_RETURN(bool row, get.Step());
   if (!row) return std::optional<ImageRecord>();
@@ -559,7 +628,8 @@ absl::StatusOr<std::optional<ImageRecord>> Metadata::GetImage(const std::string&
 
 absl::StatusOr<std::vector<ImageRecord>> Metadata::ListImages() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement list(db_, "SELECT name, chain_id, config_json, created_unix FROM images ORDER BY name");
+  Statement list(*statements_,
+                 "SELECT name, chain_id, config_json, created_unix FROM images ORDER BY name");
   return ReadAll(list, [](Statement& row) {
     return ImageRecord{row.Text(0), row.Text(1), row.Text(2), row.Int(3)};
   });
@@ -567,16 +637,16 @@ absl::StatusOr<std::vector<ImageRecord>> Metadata::ListImages() {
 
 absl::Status Metadata::DeleteImage(const std::string& name) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement del(db_, "DELETE FROM images WHERE name=?");
+  Statement del(*statements_, "DELETE FROM images WHERE name=?");
   del.Bind(name);
   return del.Run();
 }
 
 absl::Status Metadata::PutVolume(const VolumeRecord& volume) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement put(db_, absl::StrCat("INSERT OR REPLACE INTO volumes(", kVolumeColumns,
-                                  ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)")
-                         .c_str());
+  Statement put(*statements_, absl::StrCat("INSERT OR REPLACE INTO volumes(", kVolumeColumns,
+                                           ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)")
+                                  .c_str());
   put.Bind(volume.id).Bind(volume.name).Bind(volume.request_fingerprint);
   put.Bind(volume.capacity_bytes).Bind(volume.image).Bind(volume.chain_id);
   put.Bind(volume.active_id).Bind(volume.state).Bind(volume.pending).Bind(volume.staging_path);
@@ -586,7 +656,8 @@ absl::Status Metadata::PutVolume(const VolumeRecord& volume) {
 
 absl::StatusOr<std::optional<VolumeRecord>> Metadata::GetVolume(const std::string& id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id=?").c_str());
+  Statement get(*statements_,
+                absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id=?").c_str());
   get.Bind(id);
   ASSIGN_OR_RETURN(bool row, get.Step());
   if (!row) return std::optional<VolumeRecord>();
@@ -595,9 +666,9 @@ absl::StatusOr<std::optional<VolumeRecord>> Metadata::GetVolume(const std::strin
 
 absl::StatusOr<std::optional<VolumeRecord>> Metadata::GetVolumeByName(const std::string& name) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(
-      db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE name=? AND ephemeral=0")
-               .c_str());
+  Statement get(*statements_, absl::StrCat("SELECT ", kVolumeColumns,
+                                           " FROM volumes WHERE name=? AND ephemeral=0")
+                                  .c_str());
   get.Bind(name);
   ASSIGN_OR_RETURN(bool row, get.Step());
   if (!row) return std::optional<VolumeRecord>();
@@ -606,7 +677,8 @@ absl::StatusOr<std::optional<VolumeRecord>> Metadata::GetVolumeByName(const std:
 
 absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumes() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement list(db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes ORDER BY id").c_str());
+  Statement list(*statements_,
+                 absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes ORDER BY id").c_str());
   return ReadAll(list, ReadVolume);
 }
 
@@ -615,9 +687,10 @@ absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumesFrom(
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   std::string placeholders;
   for (size_t i = 0; i < states.size(); ++i) placeholders += i ? ",?" : "?";
-  Statement list(db_, absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id >= ? AND ",
-                                   "state IN (", placeholders, ") ORDER BY id LIMIT ?")
-                          .c_str());
+  Statement list(*statements_,
+                 absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id >= ? AND ",
+                              "state IN (", placeholders, ") ORDER BY id LIMIT ?")
+                     .c_str());
   list.Bind(from_id);
   for (const std::string& state : states) list.Bind(state);
   list.Bind(limit);
@@ -626,17 +699,17 @@ absl::StatusOr<std::vector<VolumeRecord>> Metadata::ListVolumesFrom(
 
 absl::StatusOr<int64_t> Metadata::PromisedCapacityBytes() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement sum(db_, "SELECT COALESCE(SUM(capacity_bytes), 0) FROM volumes");
+  Statement sum(*statements_, "SELECT COALESCE(SUM(capacity_bytes), 0) FROM volumes");
   ASSIGN_OR_RETURN(bool row, sum.Step());
   return row ? sum.Int(0) : int64_t{0};
 }
 
 absl::Status Metadata::DeleteVolume(const std::string& id) {
   return InTransaction([&]() -> absl::Status {
-    Statement publications(db_, "DELETE FROM publications WHERE volume_id=?");
+    Statement publications(*statements_, "DELETE FROM publications WHERE volume_id=?");
     publications.Bind(id);
     RETURN_IF_ERROR(publications.Run());
-    Statement volume(db_, "DELETE FROM volumes WHERE id=?");
+    Statement volume(*statements_, "DELETE FROM volumes WHERE id=?");
     volume.Bind(id);
     return volume.Run();
   });
@@ -644,9 +717,9 @@ absl::Status Metadata::DeleteVolume(const std::string& id) {
 
 absl::Status Metadata::PutSnapshot(const SnapshotRecord& snapshot) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement put(db_, absl::StrCat("INSERT OR REPLACE INTO snapshots(", kSnapshotColumns,
-                                  ") VALUES(?,?,?,?,?,?,?)")
-                         .c_str());
+  Statement put(*statements_, absl::StrCat("INSERT OR REPLACE INTO snapshots(", kSnapshotColumns,
+                                           ") VALUES(?,?,?,?,?,?,?)")
+                                  .c_str());
   put.Bind(snapshot.id).Bind(snapshot.name).Bind(snapshot.source_volume_id);
   put.Bind(snapshot.chain_id).Bind(snapshot.size_bytes).Bind(snapshot.created_unix);
   put.Bind(snapshot.state);
@@ -655,7 +728,7 @@ absl::Status Metadata::PutSnapshot(const SnapshotRecord& snapshot) {
 
 absl::StatusOr<std::optional<SnapshotRecord>> Metadata::GetSnapshot(const std::string& id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_,
+  Statement get(*statements_,
                 absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots WHERE id=?").c_str());
   get.Bind(id);
   ASSIGN_OR_RETURN(bool row, get.Step());
@@ -665,7 +738,7 @@ absl::StatusOr<std::optional<SnapshotRecord>> Metadata::GetSnapshot(const std::s
 
 absl::StatusOr<std::optional<SnapshotRecord>> Metadata::GetSnapshotByName(const std::string& name) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_,
+  Statement get(*statements_,
                 absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots WHERE name=?").c_str());
   get.Bind(name);
   ASSIGN_OR_RETURN(bool row, get.Step());
@@ -675,7 +748,7 @@ absl::StatusOr<std::optional<SnapshotRecord>> Metadata::GetSnapshotByName(const 
 
 absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshots() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement list(db_,
+  Statement list(*statements_,
                  absl::StrCat("SELECT ", kSnapshotColumns, " FROM snapshots ORDER BY id").c_str());
   return ReadAll(list, ReadSnapshot);
 }
@@ -684,24 +757,25 @@ absl::StatusOr<std::vector<SnapshotRecord>> Metadata::ListSnapshotsFrom(
     const std::string& from_id, const std::string& state, const std::string& source_volume_id,
     int64_t limit) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement list(db_, absl::StrCat("SELECT ", kSnapshotColumns,
-                                   " FROM snapshots WHERE id >= ? AND state = ? AND (? = '' OR "
-                                   "source_volume_id = ?) ORDER BY id LIMIT ?")
-                          .c_str());
+  Statement list(*statements_,
+                 absl::StrCat("SELECT ", kSnapshotColumns,
+                              " FROM snapshots WHERE id >= ? AND state = ? AND (? = '' OR "
+                              "source_volume_id = ?) ORDER BY id LIMIT ?")
+                     .c_str());
   list.Bind(from_id).Bind(state).Bind(source_volume_id).Bind(source_volume_id).Bind(limit);
   return ReadAll(list, ReadSnapshot);
 }
 
 absl::Status Metadata::DeleteSnapshot(const std::string& id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement del(db_, "DELETE FROM snapshots WHERE id=?");
+  Statement del(*statements_, "DELETE FROM snapshots WHERE id=?");
   del.Bind(id);
   return del.Run();
 }
 
 absl::Status Metadata::PutPublication(const PublicationRecord& publication) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement put(db_,
+  Statement put(*statements_,
                 "INSERT OR REPLACE INTO publications(volume_id, target_path, read_only, state)"
                 " VALUES(?,?,?,?)");
   put.Bind(publication.volume_id).Bind(publication.target_path);
@@ -712,7 +786,7 @@ absl::Status Metadata::PutPublication(const PublicationRecord& publication) {
 absl::StatusOr<std::vector<PublicationRecord>> Metadata::ListPublications(
     const std::string& volume_id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement list(db_,
+  Statement list(*statements_,
                  "SELECT volume_id, target_path, read_only, state FROM publications"
                  " WHERE volume_id=? ORDER BY target_path");
   list.Bind(volume_id);
@@ -724,23 +798,23 @@ absl::StatusOr<std::vector<PublicationRecord>> Metadata::ListPublications(
 absl::Status Metadata::DeletePublication(const std::string& volume_id,
                                          const std::string& target_path) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement del(db_, "DELETE FROM publications WHERE volume_id=? AND target_path=?");
+  Statement del(*statements_, "DELETE FROM publications WHERE volume_id=? AND target_path=?");
   del.Bind(volume_id).Bind(target_path);
   return del.Run();
 }
 
 absl::Status Metadata::PutGroupSnapshot(const GroupSnapshotRecord& group) {
   return InTransaction([&]() -> absl::Status {
-    Statement put(db_,
+    Statement put(*statements_,
                   "INSERT OR REPLACE INTO group_snapshots(id, name, created_unix, state)"
                   " VALUES(?,?,?,?)");
     put.Bind(group.id).Bind(group.name).Bind(group.created_unix).Bind(group.state);
     RETURN_IF_ERROR(put.Run());
-    Statement clear(db_, "DELETE FROM group_members WHERE group_id=?");
+    Statement clear(*statements_, "DELETE FROM group_members WHERE group_id=?");
     clear.Bind(group.id);
     RETURN_IF_ERROR(clear.Run());
     for (size_t i = 0; i < group.members.size(); ++i) {
-      Statement member(db_,
+      Statement member(*statements_,
                        "INSERT INTO group_members(group_id, position, volume_id, snapshot_id)"
                        " VALUES(?,?,?,?)");
       member.Bind(group.id).Bind(static_cast<int64_t>(i));
@@ -754,12 +828,13 @@ absl::Status Metadata::PutGroupSnapshot(const GroupSnapshotRecord& group) {
 absl::StatusOr<std::optional<GroupSnapshotRecord>> Metadata::GetGroupSnapshot(
     const std::string& id) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_, "SELECT id, name, created_unix, state FROM group_snapshots WHERE id=?");
+  Statement get(*statements_,
+                "SELECT id, name, created_unix, state FROM group_snapshots WHERE id=?");
   get.Bind(id);
   ASSIGN_OR_RETURN(bool row, get.Step());
   if (!row) return std::optional<GroupSnapshotRecord>();
   GroupSnapshotRecord group{get.Text(0), get.Text(1), get.Int(2), get.Text(3), {}};
-  Statement members(db_,
+  Statement members(*statements_,
                     "SELECT volume_id, snapshot_id FROM group_members WHERE group_id=?"
                     " ORDER BY position");
   members.Bind(id);
@@ -772,7 +847,7 @@ absl::StatusOr<std::optional<GroupSnapshotRecord>> Metadata::GetGroupSnapshot(
 absl::StatusOr<std::optional<GroupSnapshotRecord>> Metadata::GetGroupSnapshotByName(
     const std::string& name) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  Statement get(db_, "SELECT id FROM group_snapshots WHERE name=?");
+  Statement get(*statements_, "SELECT id FROM group_snapshots WHERE name=?");
   get.Bind(name);
   ASSIGN_OR_RETURN(bool row, get.Step());
   if (!row) return std::optional<GroupSnapshotRecord>();
@@ -781,10 +856,10 @@ absl::StatusOr<std::optional<GroupSnapshotRecord>> Metadata::GetGroupSnapshotByN
 
 absl::Status Metadata::DeleteGroupSnapshot(const std::string& id) {
   return InTransaction([&]() -> absl::Status {
-    Statement members(db_, "DELETE FROM group_members WHERE group_id=?");
+    Statement members(*statements_, "DELETE FROM group_members WHERE group_id=?");
     members.Bind(id);
     RETURN_IF_ERROR(members.Run());
-    Statement group(db_, "DELETE FROM group_snapshots WHERE id=?");
+    Statement group(*statements_, "DELETE FROM group_snapshots WHERE id=?");
     group.Bind(id);
     return group.Run();
   });

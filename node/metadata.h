@@ -3,7 +3,8 @@
 // volumes and their states. Every multi-row change runs in one transaction; drivers keep content
 // only. Thread-safe: one connection guarded by a mutex (the store is small and calls are short).
 //
-// Nothing here is cached: what the store says is the truth recovery starts from.
+// No rows are cached (what the store says is the truth recovery starts from); prepared
+// statements are.
 
 #include <atomic>
 #include <cstdint>
@@ -206,12 +207,16 @@ class Metadata {
   absl::StatusOr<std::vector<PublicationRecord>> ListPublications(const std::string& volume_id);
   absl::Status DeletePublication(const std::string& volume_id, const std::string& target_path);
 
+ public:
+  class StatementCache;  // prepared statements for reuse (metadata.cc)
+
  private:
   Metadata(sqlite3* db, std::string path, int64_t reserve_bytes);
   absl::Status Migrate();
 
   std::recursive_mutex mutex_;  // recursive: calls inside InTransaction re-enter
   sqlite3* db_;
+  std::unique_ptr<StatementCache> statements_;  // under mutex_
   bool volatile_commit_ = false;  // under mutex_: the open transaction commits without a sync
   std::atomic<int64_t> durable_commits_{0};
   std::string path_;
