@@ -26,8 +26,9 @@ constexpr char kDeletingSuffix[] = ".deleting";
 // Labels are tiny; anything bigger is not one of ours and is not parsed.
 constexpr off_t kMaxLabelBytes = 1 << 24;
 
-// Writes `text` to `path` so that after a crash the file holds either the old or the new text.
-absl::Status WriteDurably(const std::string& path, const std::string& text) {
+// Writes `text` to `path` so that after a crash of the process the file holds either the old or
+// the new text; with `durable`, after a power loss too (fsync of the file and of its folder).
+absl::Status WriteAtomically(const std::string& path, const std::string& text, bool durable) {
   const std::string dir = path.substr(0, path.rfind('/'));
   const std::string temp = absl::StrCat(path, ".tmp");
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -44,7 +45,7 @@ absl::Status WriteDurably(const std::string& path, const std::string& text) {
     }
     done += static_cast<size_t>(n);
   }
-  if (fsync(fd) != 0) {
+  if (durable && fsync(fd) != 0) {
     int saved = errno;
     close(fd);
     (void)unlink(temp.c_str());
@@ -56,7 +57,11 @@ absl::Status WriteDurably(const std::string& path, const std::string& text) {
     (void)unlink(temp.c_str());
     return ErrnoStatus(saved, "rename label", path);
   }
-  return drivers::SyncDir(dir);
+  return durable ? drivers::SyncDir(dir) : absl::OkStatus();
+}
+
+absl::Status WriteDurably(const std::string& path, const std::string& text) {
+  return WriteAtomically(path, text, /*durable=*/true);
 }
 
 absl::StatusOr<std::optional<Json>> ReadJson(const std::string& path) {
@@ -126,14 +131,18 @@ LayerRecord LayerFromJson(const Json& json) {
   return layer;
 }
 
-Json VolumeJson(const VolumeRecord& volume, const std::vector<PublicationRecord>& publications) {
+Json MountsJson(const VolumeRecord& volume, const std::vector<PublicationRecord>& publications) {
   Json targets = Json::array();
   for (const PublicationRecord& publication : publications)
     targets.push_back(
         Json{{"target_path", publication.target_path}, {"read_only", publication.read_only}});
+  return Json{{"staging_path", volume.state == kVolumeStaged ? volume.staging_path : ""},
+              {"publications", targets}};
+}
+
+// Identity only: where the volume is mounted lives in its mounts file (Labels::PutMounts).
+Json VolumeJson(const VolumeRecord& volume) {
   return Json{{"kind", "volume"},
-              {"staging_path", volume.state == kVolumeStaged ? volume.staging_path : ""},
-              {"publications", targets},
               {"id", volume.id},
               {"name", volume.name},
               {"request_fingerprint", volume.request_fingerprint},
@@ -201,7 +210,7 @@ absl::StatusOr<std::vector<std::string>> ListNames(const std::string& dir) {
 Labels::Labels(std::string dir) : dir_(std::move(dir)) {}
 
 absl::Status Labels::Init() {
-  for (const char* sub : {"content", "images", "snapshots"})
+  for (const char* sub : {"content", "mounts", "images", "snapshots"})
     RETURN_IF_ERROR(drivers::MakeDirs(absl::StrCat(dir_, "/", sub), 0700));
   return absl::OkStatus();
 }
@@ -210,10 +219,23 @@ std::string Labels::ContentPath(const std::string& driver_id) const {
   return absl::StrCat(dir_, "/content/", driver_id);
 }
 
-absl::Status Labels::PutVolume(const VolumeRecord& volume,
+std::string Labels::MountsPath(const std::string& driver_id) const {
+  return absl::StrCat(dir_, "/mounts/", driver_id);
+}
+
+absl::Status Labels::PutVolume(const VolumeRecord& volume) {
+  RETURN_IF_ERROR(drivers::CheckIds({volume.active_id}, "label"));
+  return WriteDurably(ContentPath(volume.active_id), VolumeJson(volume).dump());
+}
+
+absl::Status Labels::PutMounts(const VolumeRecord& volume,
                                const std::vector<PublicationRecord>& publications) {
   RETURN_IF_ERROR(drivers::CheckIds({volume.active_id}, "label"));
-  return WriteDurably(ContentPath(volume.active_id), VolumeJson(volume, publications).dump());
+  const std::string path = MountsPath(volume.active_id);
+  if (volume.state != kVolumeStaged && publications.empty()) return RemoveFile(path);
+  // No sync: a mount does not outlive the kernel, so a power loss that loses this file (or leaves
+  // it empty) loses nothing it described; a crash of the process leaves the old or new text.
+  return WriteAtomically(path, MountsJson(volume, publications).dump(), /*durable=*/false);
 }
 
 absl::Status Labels::PutScratch(const std::string& driver_id) {
@@ -256,6 +278,7 @@ absl::Status Labels::UnmarkDeleting(const std::string& driver_id) {
 
 absl::Status Labels::RemoveContent(const std::string& driver_id) {
   std::string path = ContentPath(driver_id);
+  RETURN_IF_ERROR(RemoveFile(MountsPath(driver_id)));
   RETURN_IF_ERROR(RemoveFile(path));
   return RemoveFile(path + kDeletingSuffix);
 }
@@ -291,7 +314,18 @@ absl::StatusOr<std::optional<ContentLabel>> Labels::GetContent(const std::string
     deleting = true;
   }
   if (!json) return std::optional<ContentLabel>();
-  return std::optional<ContentLabel>(LabelFromJson(*json, deleting));
+  ContentLabel label = LabelFromJson(*json, deleting);
+  if (label.kind == ContentLabel::Kind::kVolume) {
+    // A mounts file that is missing or unreadable (a power loss took its text) says nothing is
+    // mounted, which after a power loss is the truth; recovery checks the mount table anyway.
+    // Labels written before mounts had their own file carry the fields themselves.
+    absl::StatusOr<std::optional<Json>> mounts = ReadJson(MountsPath(driver_id));
+    if (mounts.ok() && mounts->has_value()) {
+      label.volume.staging_path = Str(**mounts, "staging_path");
+      label.publications = PublicationsFromJson(**mounts, label.volume.id);
+    }
+  }
+  return std::optional<ContentLabel>(std::move(label));
 }
 
 std::optional<ContentLabel> Labels::Parse(const std::string& text) {

@@ -9,13 +9,17 @@
 //                                               published), a committed layer, or scratch (an
 //                                               import's or flatten's temporary) (JSON)
 //   <root>/labels/content/<driver id>.deleting  the store decided to delete this content
+//   <root>/labels/mounts/<driver id>            where a volume's writable layer is staged and
+//                                               published (JSON; not synced: see PutMounts)
 //   <root>/labels/images/<sha256 of the name>   an image record
 //   <root>/labels/snapshots/<snapshot id>       a snapshot record
 //
 // A label is written durably (temp file, fsync, rename, fsync of the folder) once, when its
-// content is made, before the database says the content is ready; it is removed after the
-// content. So content without a label is a leftover of a step that never completed, and content
-// with a label the database does not know is content the database lost.
+// content is made (and again when its identity changes: a rebase, an expansion), before the
+// database says the content is ready; it is removed after the content. Mount and unmount calls
+// only touch the mounts file, without a sync, so the mount path pays no label fsync. So content
+// without a label is a leftover of a step that never completed, and content with a label the
+// database does not know is content the database lost.
 //
 // Thread-safe: every call works on its own files.
 
@@ -33,8 +37,9 @@ struct ContentLabel {
   enum class Kind { kVolume, kLayer, kScratch };
   Kind kind = Kind::kLayer;
   bool deleting = false;  // the .deleting form: the store was removing it
-  // kVolume: identity fields (id, name, request, capacity, chain, active id) and staging_path;
-  // state is always "ready" (recovery decides "staged" from the mount table).
+  // kVolume: identity fields (id, name, request, capacity, chain, active id) and, from the
+  // mounts file, staging_path; state is always "ready" (recovery decides "staged" from the
+  // mount table).
   VolumeRecord volume;
   std::vector<PublicationRecord> publications;  // kVolume: where it was last published
   LayerRecord layer;                            // kLayer
@@ -46,9 +51,13 @@ class Labels {
   // Creates the folders. Writes nothing when they exist.
   absl::Status Init();
 
-  // Keyed by volume.active_id. Rewritten when the volume is staged or published.
-  absl::Status PutVolume(const VolumeRecord& volume,
-                         const std::vector<PublicationRecord>& publications = {});
+  // Keyed by volume.active_id: the volume's identity, durably.
+  absl::Status PutVolume(const VolumeRecord& volume);
+  // Where the volume is staged (when volume.state is staged) and published, written atomically
+  // but not synced: what it describes does not survive a power loss either. Removed when the
+  // volume is neither staged nor published.
+  absl::Status PutMounts(const VolumeRecord& volume,
+                         const std::vector<PublicationRecord>& publications);
   // Content `driver_id` is a temporary of a step in flight: recovery removes it.
   absl::Status PutScratch(const std::string& driver_id);
   absl::Status PutLayer(const LayerRecord& layer);  // keyed by layer.driver_id
@@ -78,6 +87,7 @@ class Labels {
 
  private:
   std::string ContentPath(const std::string& driver_id) const;
+  std::string MountsPath(const std::string& driver_id) const;
   std::string dir_;
 };
 

@@ -244,16 +244,19 @@ absl::Status VolumeManager::RemoveVolume(VolumeRecord volume) {
 absl::Status VolumeManager::Relabel(const VolumeRecord& volume) {
   Labels* labels = layers_->labels();
   if (labels == nullptr) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::vector<PublicationRecord> publications,
-                   metadata_->ListPublications(volume.id));
-  return labels->PutVolume(volume, publications);
+  return labels->PutVolume(volume);
 }
 
-void VolumeManager::RelabelOrWarn(const VolumeRecord& volume) {
+void VolumeManager::RecordMountsOrWarn(const VolumeRecord& volume) {
   // Where a volume is mounted only helps a re-adoption keep its mounts: never fail the call.
-  absl::Status labelled = Relabel(volume);
+  Labels* labels = layers_->labels();
+  if (labels == nullptr) return;
+  absl::StatusOr<std::vector<PublicationRecord>> publications =
+      metadata_->ListPublications(volume.id);
+  absl::Status labelled = publications.status();
+  if (labelled.ok()) labelled = labels->PutMounts(volume, *publications);
   if (!labelled.ok()) {
-    LogWarning("could not update a volume's label",
+    LogWarning("could not record where a volume is mounted in its label",
                {{"volume", volume.id}, {"error", labelled.ToString()}});
   }
 }
@@ -359,7 +362,7 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
   CrashPoint("stage-after-mount");
   volume.pending = "";
   volume.state = kVolumeStaged;
-  RelabelOrWarn(volume);
+  RecordMountsOrWarn(volume);
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
   LogInfo("volume staged", {{"volume", volume_id}, {"staging_path", staging_path}});
   return absl::OkStatus();
@@ -390,7 +393,7 @@ absl::Status VolumeManager::Unstage(const std::string& volume_id, const std::str
   volume.state = kVolumeReady;
   volume.staging_path = "";
   RETURN_IF_ERROR(metadata_->PutVolume(volume));
-  RelabelOrWarn(volume);
+  RecordMountsOrWarn(volume);
   LogInfo("volume unstaged", {{"volume", volume_id}, {"staging_path", staging_path}});
   return absl::OkStatus();
 }
@@ -445,7 +448,7 @@ absl::Status VolumeManager::Publish(const std::string& volume_id, const std::str
   CrashPoint("publish-after-mount");
   publication.state = "published";
   RETURN_IF_ERROR(metadata_->PutPublication(publication));
-  RelabelOrWarn(volume);
+  RecordMountsOrWarn(volume);
   LogInfo("volume published", {{"volume", volume_id},
                                {"target_path", target_path},
                                {"read_only", read_only ? "true" : "false"}});
@@ -543,7 +546,7 @@ absl::Status VolumeManager::Unpublish(const std::string& volume_id,
   VolumeRecord volume = *std::move(found);
   RETURN_IF_ERROR(UnmountAll(target_path));
   RETURN_IF_ERROR(metadata_->DeletePublication(volume_id, target_path));
-  if (!volume.ephemeral) RelabelOrWarn(volume);
+  if (!volume.ephemeral) RecordMountsOrWarn(volume);
   // The CO expects the target gone after unpublish; only an empty directory is removed.
   if (rmdir(target_path.c_str()) != 0 && errno != ENOENT) {
     LogDebug("target path left in place",

@@ -302,9 +302,11 @@ class VolumeManager {
   absl::Status UnmountAll(const std::string& where);
   absl::Status CheckOutsideRoot(const std::string& path, const std::string& field);
   absl::Status RemoveVolume(VolumeRecord volume);
-  // Writes `volume`'s label (node/labels.h) with its current publications.
+  // Writes `volume`'s identity label (node/labels.h), durably.
   absl::Status Relabel(const VolumeRecord& volume);
-  void RelabelOrWarn(const VolumeRecord& volume);
+  // Writes where `volume` is staged and published to its label's mounts file (no sync; a failure
+  // is logged, not returned).
+  void RecordMountsOrWarn(const VolumeRecord& volume);
   absl::Status RecoverVolume(VolumeRecord volume);
   // The commit itself; the caller holds the volume's lock.
   absl::StatusOr<CommitResult> CommitVolume(VolumeRecord volume, const std::string& comment,

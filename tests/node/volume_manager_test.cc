@@ -110,6 +110,82 @@ TEST_F(VolumeManagerTest, EachMountPathCallMakesOneDurableCommit) {
   EXPECT_EQ((*metadata_->GetVolume(volume.id))->state, kVolumeReady);
 }
 
+// Where a volume is mounted goes to the label's mounts file (not synced: mounts die with the
+// kernel); the identity label, written durably at create, is not rewritten by the mount path.
+TEST_F(VolumeManagerTest, MountPathRecordsMountsBesideTheIdentityLabelAndLeavesItAlone) {
+  auto volume = *volumes_->Create(Params("pvc-1"));
+  const std::string identity_path = root_ + "/labels/content/" + volume.active_id;
+  const std::string mounts_path = root_ + "/labels/mounts/" + volume.active_id;
+  const std::string identity = testing::ReadFile(identity_path);
+  ASSERT_NE(identity.find("pvc-1"), std::string::npos) << identity;
+  EXPECT_NE(access(mounts_path.c_str(), F_OK), 0) << "nothing is mounted yet";
+
+  ASSERT_TRUE(volumes_->Stage(volume.id, Staging("a")).ok());
+  ASSERT_TRUE(volumes_->Publish(volume.id, Staging("a"), Target("p"), true).ok());
+  auto label = labels_->GetContent(volume.active_id);
+  ASSERT_TRUE(label.ok() && label->has_value()) << label.status();
+  EXPECT_EQ((*label)->volume.name, "pvc-1");
+  EXPECT_EQ((*label)->volume.staging_path, Staging("a"));
+  ASSERT_EQ((*label)->publications.size(), 1u);
+  EXPECT_EQ((*label)->publications[0].target_path, Target("p"));
+  EXPECT_TRUE((*label)->publications[0].read_only);
+  EXPECT_EQ(testing::ReadFile(identity_path), identity)
+      << "the mount path rewrote the identity label";
+
+  ASSERT_TRUE(volumes_->Unpublish(volume.id, Target("p")).ok());
+  label = labels_->GetContent(volume.active_id);
+  ASSERT_TRUE(label.ok() && label->has_value());
+  EXPECT_TRUE((*label)->publications.empty());
+  EXPECT_EQ((*label)->volume.staging_path, Staging("a"));
+  ASSERT_TRUE(volumes_->Unstage(volume.id, Staging("a")).ok());
+  EXPECT_NE(access(mounts_path.c_str(), F_OK), 0) << "neither staged nor published: no file";
+  label = labels_->GetContent(volume.active_id);
+  ASSERT_TRUE(label.ok() && label->has_value());
+  EXPECT_EQ((*label)->volume.staging_path, "");
+  EXPECT_EQ(testing::ReadFile(identity_path), identity);
+
+  // A delete removes both files.
+  ASSERT_TRUE(volumes_->Stage(volume.id, Staging("a")).ok());
+  ASSERT_TRUE(volumes_->Unstage(volume.id, Staging("a")).ok());
+  ASSERT_TRUE(volumes_->Delete(volume.id).ok());
+  EXPECT_NE(access(identity_path.c_str(), F_OK), 0);
+  EXPECT_NE(access(mounts_path.c_str(), F_OK), 0);
+}
+
+// A power loss can leave the unsynced mounts file empty or torn: the label still reads, as a
+// volume mounted nowhere (which after a power loss is the truth).
+TEST_F(VolumeManagerTest, ATornMountsFileReadsAsMountedNowhere) {
+  auto volume = *volumes_->Create(Params("pvc-1"));
+  ASSERT_TRUE(volumes_->Stage(volume.id, Staging("a")).ok());
+  for (const char* torn : {"", "{\"staging_path\":\"/x", "\x01\x02"}) {
+    testing::WriteFile(root_ + "/labels/mounts/" + volume.active_id, torn);
+    auto label = labels_->GetContent(volume.active_id);
+    ASSERT_TRUE(label.ok()) << label.status();
+    ASSERT_TRUE(label->has_value());
+    EXPECT_EQ((*label)->volume.name, "pvc-1");
+    EXPECT_EQ((*label)->volume.staging_path, "");
+    EXPECT_TRUE((*label)->publications.empty());
+  }
+}
+
+// Labels written before mounts had their own file carried staging_path and publications
+// themselves; they still read the same.
+TEST_F(VolumeManagerTest, AnOlderLabelWithMountsInsideStillReads) {
+  auto volume = *volumes_->Create(Params("pvc-1"));
+  const std::string identity_path = root_ + "/labels/content/" + volume.active_id;
+  std::string text = testing::ReadFile(identity_path);
+  ASSERT_EQ(text.front(), '{');
+  text.insert(1,
+              "\"staging_path\":\"/old/stage\",\"publications\":[{\"target_path\":"
+              "\"/old/pod\",\"read_only\":false}],");
+  testing::WriteFile(identity_path, text);
+  auto label = labels_->GetContent(volume.active_id);
+  ASSERT_TRUE(label.ok() && label->has_value()) << label.status();
+  EXPECT_EQ((*label)->volume.staging_path, "/old/stage");
+  ASSERT_EQ((*label)->publications.size(), 1u);
+  EXPECT_EQ((*label)->publications[0].target_path, "/old/pod");
+}
+
 TEST_F(VolumeManagerTest, PublishBeforeStageIsFailedPrecondition) {
   auto volume = *volumes_->Create(Params("pvc-1"));
   EXPECT_TRUE(
