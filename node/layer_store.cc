@@ -332,9 +332,13 @@ absl::StatusOr<ImageRecord> LayerStore::ResolveImage(const std::string& name) {
 }
 
 absl::StatusOr<drivers::Chain> LayerStore::DriverChain(const std::string& chain_id) {
-  drivers::Chain chain;
-  if (chain_id.empty()) return chain;
+  if (chain_id.empty()) return drivers::Chain();
   ASSIGN_OR_RETURN(std::vector<LayerRecord> layers, metadata_->ChainOf(chain_id));
+  return DriverChainOf(layers);
+}
+
+absl::StatusOr<drivers::Chain> LayerStore::DriverChainOf(const std::vector<LayerRecord>& layers) {
+  drivers::Chain chain;
   for (const LayerRecord& layer : layers) {
     if (layer.state != "ready")
       return absl::UnavailableError(absl::StrCat("layer ", layer.chain_id, " is being imported"));

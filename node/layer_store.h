@@ -85,6 +85,8 @@ class LayerStore {
   absl::StatusOr<ImageRecord> ResolveImage(const std::string& name);
   // Driver ids of `chain_id`'s chain, top first; "" is the empty base (empty chain).
   absl::StatusOr<drivers::Chain> DriverChain(const std::string& chain_id);
+  // The same for a chain already read (Metadata::ChainOf, top first).
+  static absl::StatusOr<drivers::Chain> DriverChainOf(const std::vector<LayerRecord>& layers);
 
   // Held (shared) by whoever is about to add a reference to existing layers — a volume created
   // on an image, a commit on a volume's chain — so that garbage collection (exclusive) cannot

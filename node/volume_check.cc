@@ -25,14 +25,22 @@ bool Under(const std::string& path, const std::string& dir) {
 }  // namespace
 
 absl::StatusOr<std::string> VolumeManager::MissingContent(const VolumeRecord& volume) {
+  std::vector<LayerRecord> chain;
+  return MissingContent(volume, &chain);
+}
+
+absl::StatusOr<std::string> VolumeManager::MissingContent(const VolumeRecord& volume,
+                                                          std::vector<LayerRecord>* chain_out) {
   std::vector<std::string> missing;
+  chain_out->clear();
   if (!volume.chain_id.empty()) {
     absl::StatusOr<std::vector<LayerRecord>> chain = metadata_->ChainOf(volume.chain_id);
     if (absl::IsNotFound(chain.status())) {
       return absl::StrCat("the metadata lacks part of the chain of layer ", volume.chain_id);
     }
     RETURN_IF_ERROR(chain.status());
-    for (const LayerRecord& layer : *chain) {
+    *chain_out = *std::move(chain);
+    for (const LayerRecord& layer : *chain_out) {
       ASSIGN_OR_RETURN(bool exists, driver_->Exists(layer.driver_id));
       if (!exists) {
         missing.push_back(absl::StrCat("layer ", layer.chain_id, " (", std::string(driver_->name()),

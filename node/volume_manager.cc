@@ -296,8 +296,11 @@ absl::Status VolumeManager::Delete(const std::string& volume_id) {
   return absl::OkStatus();
 }
 
-absl::Status VolumeManager::MountVolume(const VolumeRecord& volume, const std::string& where) {
-  ASSIGN_OR_RETURN(drivers::Chain chain, layers_->DriverChain(volume.chain_id));
+absl::Status VolumeManager::MountVolume(const VolumeRecord& volume, const std::string& where,
+                                        const std::vector<LayerRecord>* known_chain) {
+  ASSIGN_OR_RETURN(drivers::Chain chain, known_chain != nullptr && !volume.chain_id.empty()
+                                             ? LayerStore::DriverChainOf(*known_chain)
+                                             : layers_->DriverChain(volume.chain_id));
   ASSIGN_OR_RETURN(std::vector<sys::Mount> mounts, driver_->Mounts(volume.active_id, chain));
   if (mounts.size() != 1) {
     return absl::InternalError(absl::StrCat("driver ", std::string(driver_->name()), " returned ",
@@ -327,7 +330,8 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
   ASSIGN_OR_RETURN(VolumeRecord volume, MustGet(volume_id));
   // Checked before the "already staged" answer too: a live overlay mount outlives a lower
   // removed under it, and a retried stage must not say OK for a volume that cannot work.
-  ASSIGN_OR_RETURN(std::string missing, MissingContent(volume));
+  std::vector<LayerRecord> chain;
+  ASSIGN_OR_RETURN(std::string missing, MissingContent(volume, &chain));
   SetAbnormal(volume_id, missing);
   if (!missing.empty()) {
     LogWarning("stage refused: the volume's content is missing on disk",
@@ -352,7 +356,7 @@ absl::Status VolumeManager::StageAt(const std::string& volume_id, const std::str
   // takes the mount with it (docs/architecture.md, "What is durable when").
   RETURN_IF_ERROR(metadata_->InVolatileTransaction([&] { return metadata_->PutVolume(volume); }));
   CrashPoint("stage-after-intent");
-  absl::Status mounted = MountVolume(volume, staging_path);
+  absl::Status mounted = MountVolume(volume, staging_path, &chain);
   if (!mounted.ok()) {
     volume.pending = "";
     if (volume.state != kVolumeStaged) volume.staging_path = "";

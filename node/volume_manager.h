@@ -275,6 +275,10 @@ class VolumeManager {
   // "" when the driver holds the volume's whole chain and its writable layer; else a message
   // naming what is missing.
   absl::StatusOr<std::string> MissingContent(const VolumeRecord& volume);
+  // The same, handing back the chain it read (top first; empty for an empty base) so that a
+  // caller about to mount does not read it twice.
+  absl::StatusOr<std::string> MissingContent(const VolumeRecord& volume,
+                                             std::vector<LayerRecord>* chain);
   // Volume id -> condition message of every volume known to lack content.
   std::map<std::string, std::string> AbnormalVolumes();
   // `stratactl check`: compares the metadata with the driver's content and the mount table
@@ -298,7 +302,9 @@ class VolumeManager {
                                     const std::string& mount_point);
   // Unstages and deletes ephemeral volume `volume_id` whose private mount is `private_mount`.
   absl::Status TearDownEphemeral(const std::string& volume_id, const std::string& private_mount);
-  absl::Status MountVolume(const VolumeRecord& volume, const std::string& where);
+  // Mounts the volume's layered filesystem at `where`; `chain` is its chain when already read.
+  absl::Status MountVolume(const VolumeRecord& volume, const std::string& where,
+                           const std::vector<LayerRecord>* chain = nullptr);
   absl::Status UnmountAll(const std::string& where);
   absl::Status CheckOutsideRoot(const std::string& path, const std::string& field);
   absl::Status RemoveVolume(VolumeRecord volume);
