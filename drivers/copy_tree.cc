@@ -18,24 +18,10 @@
 #include "common/errno_status.h"
 #include "common/sparse_file.h"
 #include "common/status_macros.h"
+#include "common/unique_fd.h"
 
 namespace strata::drivers {
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // The names in directory `dir_fd` (not "." or ".."). `dir_fd` stays open and owned by the caller.
 absl::StatusOr<std::vector<std::string>> ListDir(int dir_fd, const std::string& where) {
@@ -158,7 +144,8 @@ class Copier {
       return ErrnoStatus(errno, "stat", where);
     }
     if (S_ISDIR(st.st_mode)) {
-      Fd source(openat(source_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd source(
+          openat(source_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (source.get() < 0) {
         if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) return absl::OkStatus();
         return ErrnoStatus(errno, "open", where);
@@ -166,7 +153,7 @@ class Copier {
       if (mkdirat(destination_dir, name.c_str(), 0700) != 0) {
         return ErrnoStatus(errno, "mkdir copy of", where);
       }
-      Fd destination(
+      UniqueFd destination(
           openat(destination_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (destination.get() < 0) return ErrnoStatus(errno, "open copy of", where);
       RETURN_IF_ERROR(CopyChildren(source.get(), destination.get(), relative));
@@ -187,15 +174,15 @@ class Copier {
     }
 
     if (S_ISREG(st.st_mode)) {
-      Fd source(openat(source_dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd source(openat(source_dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (source.get() < 0) {
         if (errno == ENOENT || errno == ELOOP) return absl::OkStatus();
         return ErrnoStatus(errno, "open", where);
       }
       struct stat now;
       if (fstat(source.get(), &now) != 0) return ErrnoStatus(errno, "stat", where);
-      Fd destination(openat(destination_dir, name.c_str(),
-                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      UniqueFd destination(openat(destination_dir, name.c_str(),
+                                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (destination.get() < 0) return ErrnoStatus(errno, "create copy of", where);
       absl::StatusOr<CopyFileStats> copied = CopyFileData(source.get(), destination.get(), where);
       if (!copied.ok()) return copied.status();
@@ -252,42 +239,6 @@ class Copier {
   std::map<std::pair<dev_t, ino_t>, std::string> links_;  // inode -> first copy, relative
 };
 
-absl::StatusOr<uint64_t> MountId(int dir_fd, const char* name, const std::string& where) {
-  struct statx stx;
-  if (statx(dir_fd, name, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0) {
-    return ErrnoStatus(errno, "statx", where);
-  }
-  return stx.stx_mnt_id;
-}
-
-absl::Status RemoveChildren(int dir_fd, uint64_t mount_id, const std::string& where) {
-  ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir_fd, where));
-  for (const std::string& name : names) {
-    std::string path = where + "/" + name;
-    struct stat st;
-    if (fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) continue;
-      return ErrnoStatus(errno, "stat", path);
-    }
-    if (S_ISDIR(st.st_mode)) {
-      Fd child(openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (child.get() < 0) return ErrnoStatus(errno, "open", path);
-      ASSIGN_OR_RETURN(uint64_t child_mount, MountId(child.get(), "", path));
-      if (child_mount != mount_id) {
-        return absl::FailedPreconditionError("refusing to remove " + path +
-                                             ": it is a mount point (unmount it first)");
-      }
-      RETURN_IF_ERROR(RemoveChildren(child.get(), mount_id, path));
-      if (unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-        return ErrnoStatus(errno, "rmdir", path);
-      }
-    } else if (unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
-      return ErrnoStatus(errno, "unlink", path);
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status AddUsage(int dir_fd, const std::string& where, std::set<std::pair<dev_t, ino_t>>* seen,
                       Usage* usage) {
   ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir_fd, where));
@@ -304,7 +255,7 @@ absl::Status AddUsage(int dir_fd, const std::string& where, std::set<std::pair<d
     usage->bytes += static_cast<int64_t>(st.st_blocks) * 512;
     usage->inodes += 1;
     if (S_ISDIR(st.st_mode)) {
-      Fd child(openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd child(openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (child.get() < 0) {
         if (errno == ENOENT) continue;
         return ErrnoStatus(errno, "open", path);
@@ -318,43 +269,21 @@ absl::Status AddUsage(int dir_fd, const std::string& where, std::set<std::pair<d
 }  // namespace
 
 absl::Status CopyTree(const std::string& source, const std::string& destination) {
-  Fd source_fd(open(source.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd source_fd(open(source.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (source_fd.get() < 0) return ErrnoStatus(errno, "open", source);
   struct stat st;
   if (fstat(source_fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", source);
   if (mkdir(destination.c_str(), 0700) != 0) return ErrnoStatus(errno, "mkdir", destination);
-  Fd destination_fd(open(destination.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd destination_fd(
+      open(destination.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (destination_fd.get() < 0) return ErrnoStatus(errno, "open", destination);
   Copier copier(destination_fd.get(), source);
   RETURN_IF_ERROR(copier.CopyChildren(source_fd.get(), destination_fd.get(), ""));
   return Copier::CopyMetadataFd(source_fd.get(), destination_fd.get(), st, source);
 }
 
-absl::Status RemoveTree(const std::string& path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoStatus(errno, "stat", path);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    Fd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (fd.get() < 0) return ErrnoStatus(errno, "open", path);
-    ASSIGN_OR_RETURN(uint64_t mount_id, MountId(fd.get(), "", path));
-    ASSIGN_OR_RETURN(uint64_t parent_mount_id, MountId(fd.get(), "..", path + "/.."));
-    if (mount_id != parent_mount_id) {
-      return absl::FailedPreconditionError("refusing to remove " + path +
-                                           ": it is a mount point (unmount it first)");
-    }
-    RETURN_IF_ERROR(RemoveChildren(fd.get(), mount_id, path));
-    if (rmdir(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "rmdir", path);
-    return absl::OkStatus();
-  }
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "unlink", path);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Usage> TreeUsage(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus(errno, "open", path);
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", path);

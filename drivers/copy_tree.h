@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/remove_tree.h"
 #include "drivers/driver.h"
 
 namespace strata::drivers {
@@ -27,8 +28,8 @@ namespace strata::drivers {
 absl::Status CopyTree(const std::string& source, const std::string& destination);
 
 // Removes `path` and everything under it; a missing path is OK. Refuses to descend into another
-// filesystem (a mount point left under the tree) and fails instead.
-absl::Status RemoveTree(const std::string& path);
+// mount (a mount point left under the tree) and fails instead (common/remove_tree.h).
+using ::strata::RemoveTree;
 
 // Space used by the tree at `path`: bytes = sum of st_blocks * 512 (allocated space, so sparse
 // files count what they really hold), each inode counted once (hardlinks), inodes = number of

@@ -17,6 +17,7 @@
 #include "common/errno_status.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/unique_fd.h"
 
 #ifndef SYS_quotactl_fd
 #define SYS_quotactl_fd 443  // x86_64, Linux 5.14
@@ -27,24 +28,10 @@ namespace {
 
 constexpr uint32_t kProjectBase = uint32_t{1} << 30;
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-absl::StatusOr<std::unique_ptr<Fd>> OpenDirectory(const std::string& path) {
+absl::StatusOr<std::unique_ptr<UniqueFd>> OpenDirectory(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, "open", path);
-  return std::make_unique<Fd>(fd);
+  return std::make_unique<UniqueFd>(fd);
 }
 
 long QuotactlFd(int fd, int command, uint32_t id, void* data) {
@@ -77,7 +64,7 @@ int AssignOne(const char* path, const struct stat* st, int type, struct FTW*) {
     *walk_status = ErrnoStatus(errno, "open", path);
     return 1;
   }
-  Fd closer(fd);
+  UniqueFd closer(fd);
   struct stat opened;
   // Swapped for something else between the walk's lstat and the open: leave it.
   if (fstat(fd, &opened) != 0 || opened.st_ino != st->st_ino || opened.st_dev != st->st_dev)
@@ -94,7 +81,7 @@ class LinuxProjectQuota : public ProjectQuota {
  public:
   QuotaSupport Probe(const std::string& dir) override {
     QuotaSupport support;
-    absl::StatusOr<std::unique_ptr<Fd>> fd = OpenDirectory(dir);
+    absl::StatusOr<std::unique_ptr<UniqueFd>> fd = OpenDirectory(dir);
     if (!fd.ok()) {
       support.reason = std::string(fd.status().message());
       return support;
@@ -140,7 +127,7 @@ class LinuxProjectQuota : public ProjectQuota {
   }
 
   absl::StatusOr<uint32_t> ProjectOf(const std::string& path) override {
-    ASSIGN_OR_RETURN(std::unique_ptr<Fd> fd, OpenDirectory(path));
+    ASSIGN_OR_RETURN(std::unique_ptr<UniqueFd> fd, OpenDirectory(path));
     struct fsxattr attributes;
     if (ioctl(fd->get(), FS_IOC_FSGETXATTR, &attributes) != 0)
       return ErrnoStatus(errno, "FS_IOC_FSGETXATTR", path);
@@ -150,7 +137,7 @@ class LinuxProjectQuota : public ProjectQuota {
   absl::Status SetLimit(const std::string& path, uint32_t project_id,
                         int64_t limit_bytes) override {
     if (limit_bytes < 0) return absl::InvalidArgumentError("negative quota limit");
-    ASSIGN_OR_RETURN(std::unique_ptr<Fd> fd, OpenDirectory(path));
+    ASSIGN_OR_RETURN(std::unique_ptr<UniqueFd> fd, OpenDirectory(path));
     struct if_dqblk limit;
     std::memset(&limit, 0, sizeof(limit));
     const uint64_t blocks = (static_cast<uint64_t>(limit_bytes) + 1023) / 1024;  // QIF_DQBLKSIZE
@@ -163,7 +150,7 @@ class LinuxProjectQuota : public ProjectQuota {
   }
 
   absl::StatusOr<Usage> GetUsage(const std::string& path, uint32_t project_id) override {
-    ASSIGN_OR_RETURN(std::unique_ptr<Fd> fd, OpenDirectory(path));
+    ASSIGN_OR_RETURN(std::unique_ptr<UniqueFd> fd, OpenDirectory(path));
     struct if_dqblk quota;
     std::memset(&quota, 0, sizeof(quota));
     Usage usage;

@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "common/errno_status.h"
 #include "common/log.h"
+#include "common/unique_fd.h"
 #include "sys/mounter.h"
 
 namespace strata::sys {
@@ -102,20 +103,6 @@ bool KernelHasLowerdirPlus() {
   return has;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // Drains the messages the kernel queued on an fs-context fd ("e overlayfs: ...").
 std::string ReadFsContextErrors(int fs_fd) {
   std::string all;
@@ -139,7 +126,7 @@ enum class NewApiResult { kDone, kUnsupported };
 // "lowerdir+" itself, so the caller can fall back to classic mount(2).
 absl::StatusOr<NewApiResult> MountOverlayNewApi(const ParsedOptions& parsed,
                                                 const std::string& target) {
-  Fd fs(fsopen("overlay", FSOPEN_CLOEXEC));
+  UniqueFd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (fs.get() < 0) return ErrnoStatus(errno, "fsopen overlay");
   // `error` is errno saved right after the failing call (building `what` may clobber errno).
   auto fail = [&](int error, const std::string& what) {
@@ -181,7 +168,7 @@ absl::StatusOr<NewApiResult> MountOverlayNewApi(const ParsedOptions& parsed,
     return fail(error,
                 absl::StrCat("create overlay with ", parsed.lowers.size(), " lower layers for"));
   }
-  Fd mnt(fsmount(fs.get(), FSMOUNT_CLOEXEC, parsed.attr_flags));
+  UniqueFd mnt(fsmount(fs.get(), FSMOUNT_CLOEXEC, parsed.attr_flags));
   if (mnt.get() < 0) {
     int error = errno;
     return fail(error, "fsmount overlay for");

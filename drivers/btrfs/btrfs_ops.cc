@@ -18,23 +18,10 @@
 #include "absl/strings/str_format.h"
 #include "common/errno_status.h"
 #include "common/status_macros.h"
+#include "common/unique_fd.h"
 
 namespace strata::drivers::btrfs {
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // libbtrfsutil reports its own error code and leaves the failing syscall's errno in errno.
 absl::Status UtilStatus(enum btrfs_util_error error, const char* what, const std::string& path) {
@@ -81,7 +68,7 @@ std::string FilesystemName(long type) {
 // the whole quota tree: quotas never enabled, or disabled since) does not exist.
 absl::StatusOr<bool> ReadQuotaItem(const std::string& path, uint32_t type, uint64_t offset,
                                    void* item, size_t size) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus(errno, "open", path);
   btrfs_ioctl_search_args args;
   std::memset(&args, 0, sizeof(args));
@@ -211,7 +198,7 @@ absl::StatusOr<QuotaState> GetQuotaState(const std::string& path) {
 
 absl::Status SetReferencedLimit(const std::string& path, uint64_t max_referenced) {
   ASSIGN_OR_RETURN(uint64_t id, SubvolumeId(path));
-  Fd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus(errno, "open", path);
   btrfs_ioctl_qgroup_limit_args args;
   std::memset(&args, 0, sizeof(args));

@@ -17,18 +17,6 @@
 
 namespace strata::images {
 
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) close(fd_);
-}
-
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = other.release();
-  }
-  return *this;
-}
-
 absl::StatusOr<std::vector<std::string>> SplitRelativePath(const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("empty path");
   if (name.find('\0') != std::string::npos) {
@@ -86,66 +74,6 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, const std::string& rel, int flag
     return ErrnoStatus(err, "openat2", Echo(rel));
   }
   return UniqueFd(fd);
-}
-
-absl::Status RemoveChildrenAt(int dirfd) {
-  int dup_fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dup_fd < 0) return ErrnoStatus(errno, "open directory for removal");
-  DIR* dir = fdopendir(dup_fd);
-  if (dir == nullptr) {
-    int err = errno;
-    close(dup_fd);
-    return ErrnoStatus(err, "fdopendir");
-  }
-  std::vector<std::string> names;
-  while (struct dirent* ent = readdir(dir)) {
-    if (std::strcmp(ent->d_name, ".") == 0 || std::strcmp(ent->d_name, "..") == 0) continue;
-    names.emplace_back(ent->d_name);
-  }
-  closedir(dir);
-  for (const std::string& name : names) RETURN_IF_ERROR(RemoveTreeAt(dirfd, name));
-  return absl::OkStatus();
-}
-
-absl::Status RemoveTreeAt(int dirfd, const std::string& name) {
-  struct stat st;
-  if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoStatus(errno, "fstatat", name);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    int child = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (child < 0) return ErrnoStatus(errno, "open", name);
-    UniqueFd child_fd(child);
-    RETURN_IF_ERROR(RemoveChildrenAt(child_fd.get()));
-    if (unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-      return ErrnoStatus(errno, "rmdir", name);
-    }
-    return absl::OkStatus();
-  }
-  if (unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, "unlink", name);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RemoveTree(const std::string& path) {
-  if (path.empty() || path == "/") return absl::InvalidArgumentError("refusing to remove " + path);
-  std::string parent = ".";
-  std::string base = path;
-  while (base.size() > 1 && base.back() == '/') base.pop_back();
-  size_t slash = base.rfind('/');
-  if (slash != std::string::npos) {
-    parent = slash == 0 ? "/" : base.substr(0, slash);
-    base = base.substr(slash + 1);
-  }
-  int fd = open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoStatus(errno, "open", parent);
-  }
-  UniqueFd parent_fd(fd);
-  return RemoveTreeAt(parent_fd.get(), base);
 }
 
 }  // namespace strata::images

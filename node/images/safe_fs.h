@@ -11,31 +11,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/remove_tree.h"
+#include "common/unique_fd.h"
 
 namespace strata::images {
 
-// Owns a file descriptor; closes it on destruction.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd();
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using ::strata::UniqueFd;  // common/unique_fd.h
 
 // Splits a relative name into its components: strips leading "./", drops empty and "."
 // components. InvalidArgument for an empty name, an absolute name, a ".." component or a NUL.
@@ -57,14 +38,9 @@ inline constexpr uint64_t kResolveBeneath = RESOLVE_BENEATH | RESOLVE_NO_MAGICLI
 absl::StatusOr<UniqueFd> OpenBeneath(int dirfd, const std::string& rel, int flags,
                                      uint64_t resolve);
 
-// Deletes `name` in `dirfd` and, for a directory, everything under it, never following
-// symlinks. A missing `name` is OK.
-absl::Status RemoveTreeAt(int dirfd, const std::string& name);
-
-// Deletes every entry inside the directory `dirfd` (not the directory itself).
-absl::Status RemoveChildrenAt(int dirfd);
-
-// Deletes `path` and everything under it; a missing path is OK.
-absl::Status RemoveTree(const std::string& path);
+// Tree removal that never follows a symlink nor crosses a mount point (common/remove_tree.h).
+using ::strata::RemoveChildrenAt;
+using ::strata::RemoveTree;
+using ::strata::RemoveTreeAt;
 
 }  // namespace strata::images

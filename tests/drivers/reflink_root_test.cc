@@ -8,17 +8,21 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/remove_tree.h"
 #include "common/sparse_file.h"
 #include "drivers/copy_tree.h"
 #include "drivers/registry.h"
 #include "gtest/gtest.h"
+#include "node/images/safe_fs.h"
 #include "tests/drivers/loop_filesystem.h"
 #include "tests/sparse_test_util.h"
 
@@ -188,6 +192,36 @@ INSTANTIATE_TEST_SUITE_P(
                       Store{"xfs_no_reflink", "mkfs.xfs -q -f -m reflink=0", false},
                       Store{"ext4", "mkfs.ext4 -q -F", false}),
     [](const ::testing::TestParamInfo<Store>& info) { return std::string(info.param.name); });
+
+// The one RemoveTree (drivers and images alike) never crosses into another mount: a bind mount
+// deep in the tree stops the removal and what it shows survives, as does the tree's mount point.
+TEST(RemoveTreeRootTest, RefusesToCrossAMountPointAnywhereInTheTree) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to bind mount";
+  char pattern[] = "/tmp/strata-remove-tree-XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  const std::string base = pattern;
+  for (const char* dir : {"/precious", "/tree", "/tree/a", "/tree/a/b", "/tree/a/b/mnt"})
+    ASSERT_EQ(mkdir((base + dir).c_str(), 0755), 0) << dir;
+  const std::string precious = base + "/precious/data";
+  { std::ofstream(precious) << "keep me"; }
+  ASSERT_EQ(mount((base + "/precious").c_str(), (base + "/tree/a/b/mnt").c_str(), nullptr, MS_BIND,
+                  nullptr),
+            0);
+  for (auto remove : {&::strata::RemoveTree, &images::RemoveTree}) {
+    absl::Status removed = remove(base + "/tree");
+    EXPECT_TRUE(absl::IsFailedPrecondition(removed)) << removed;
+    EXPECT_EQ(access(precious.c_str(), F_OK), 0) << "a file under the bind mount was removed";
+    // The top of a tree that is itself a mount point is refused too.
+    removed = remove(base + "/tree/a/b/mnt");
+    EXPECT_TRUE(absl::IsFailedPrecondition(removed)) << removed;
+    EXPECT_EQ(access(precious.c_str(), F_OK), 0);
+  }
+  ASSERT_EQ(umount2((base + "/tree/a/b/mnt").c_str(), MNT_DETACH), 0);
+  EXPECT_TRUE(RemoveTree(base + "/tree").ok());
+  EXPECT_NE(access((base + "/tree").c_str(), F_OK), 0);
+  EXPECT_EQ(access(precious.c_str(), F_OK), 0);
+  EXPECT_TRUE(RemoveTree(base).ok());
+}
 
 }  // namespace
 }  // namespace strata::drivers
