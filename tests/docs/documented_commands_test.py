@@ -48,6 +48,8 @@ NOT_RUN = {
     "./tools/test.sh": "the test command itself (CI runs it)",
     "./tools/build.sh build bench_commit": "benchmarks run on demand (bench/), never under ctest",
     "build/bench/bench_commit": "benchmarks run on demand (bench/), never under ctest",
+    "./tools/build.sh build strata-csi bench_csipath": "benchmarks run on demand (bench/), never under ctest",
+    "build/bench/bench_csipath": "benchmarks run on demand (bench/), never under ctest",
     "stratactl quarantine restore": "needs quarantined content: tests/e2e/recovery_e2e_test.cc",
     "stratactl quarantine purge": "needs quarantined content: tests/e2e/recovery_e2e_test.cc",
     "stratactl inspect pvc-": "inspect by volume name is not built yet (issue 14, open)",
